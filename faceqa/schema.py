@@ -11,6 +11,8 @@ confidence, not a fact about the person.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 Point = tuple[float, float]
@@ -92,3 +94,19 @@ class ImageError(_Record):
 
     path: str | None = None
     error: str
+
+
+class Answer(_Record):
+    """What the assistant says about a question, with everything it rests on.
+
+    `faces` are the ids (engine numbering) the answer is about, so a UI can highlight
+    them; `attributes` holds the structured values the text was composed from.
+    """
+
+    answer: str
+    task: str = Field(description="Routed intent, e.g. 'attribute', 'count', 'compare', 'reasoning', 'describe'.")
+    faces: list[int] = Field(default_factory=list)
+    boxes: list[tuple[int, int, int, int]] = Field(default_factory=list)
+    attributes: dict = Field(default_factory=dict)
+    reasoning: str | None = None
+    status: Literal["ok", "ambiguous", "not_found", "unsupported", "no_faces"] = "ok"
