@@ -21,13 +21,11 @@ MARGIN = 0.1  # the crop the model works best on: the detector box plus 10% on e
 
 class EmotionModel:
     def __init__(self, threads: int = 1):
-        self._interpreter = Interpreter(model_path=str(resolve("emotion")), num_threads=threads)
-        self._interpreter.allocate_tensors()
+        with _quiet_stderr():  # LiteRT announces its XNNPACK delegate on fd 2, into users' terminals
+            self._interpreter = Interpreter(model_path=str(resolve("emotion")), num_threads=threads)
+            self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
-        with _quiet_stderr():  # LiteRT announces its XNNPACK delegate on fd 2 at the first run
-            self._interpreter.set_tensor(self._input, np.zeros((1, 64, 64, 1), np.float32))
-            self._interpreter.invoke()
 
     def predict(self, gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         """Class probabilities in LABELS order for one face of a grayscale image."""
