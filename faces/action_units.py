@@ -20,15 +20,31 @@ import numpy as np
 
 # Full-intensity change of each cue, in inter-ocular distances.
 FULL_SCALE = {
-    "AU1": 0.10, "AU2": 0.10, "AU4": 0.08, "AU5": 0.06, "AU6": 0.06, "AU9": 0.06,
-    "AU12": 0.08, "AU15": 0.06, "AU20": 0.25, "AU25": 0.15, "AU26": 0.35,
+    "AU1": 0.10,
+    "AU2": 0.10,
+    "AU4": 0.08,
+    "AU5": 0.06,
+    "AU6": 0.06,
+    "AU9": 0.06,
+    "AU12": 0.08,
+    "AU15": 0.06,
+    "AU20": 0.25,
+    "AU25": 0.15,
+    "AU26": 0.35,
 }
 
 AU_NAMES = {
-    "AU1": "inner brow raiser", "AU2": "outer brow raiser", "AU4": "brow lowerer",
-    "AU5": "upper lid raiser", "AU6": "cheek raiser (approximate: eye narrowing)",
-    "AU9": "nose wrinkler (approximate: shorter nose-to-lip gap)", "AU12": "lip corner puller",
-    "AU15": "lip corner depressor", "AU20": "lip stretcher", "AU25": "lips part", "AU26": "jaw drop",
+    "AU1": "inner brow raiser",
+    "AU2": "outer brow raiser",
+    "AU4": "brow lowerer",
+    "AU5": "upper lid raiser",
+    "AU6": "cheek raiser (approximate: eye narrowing)",
+    "AU9": "nose wrinkler (approximate: shorter nose-to-lip gap)",
+    "AU12": "lip corner puller",
+    "AU15": "lip corner depressor",
+    "AU20": "lip stretcher",
+    "AU25": "lips part",
+    "AU26": "jaw drop",
 }
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from faceqa.prompts.taxonomy import AGE_GROUPS, age_group
 
 from faceqa.images import BadImage, load_image
-from faceqa.prompts.taxonomy import AGE_GROUPS, age_group
-from faceqa.schema import AgeEstimate, FaceReport, ImageError, ImageInfo, ImageReport, LabelScore, Pose, Quality
+from faceqa.schema import AgeEstimate, FaceReport, ImageError, ImageInfo, ImageReport, LabelScore, Quality
 
 from . import emotion as emotion_model
 from .action_units import action_units
@@ -150,7 +150,7 @@ class FaceEngine:
                 gender=_choice(GENDER_LABELS, genders),
                 emotion=_choice(emotion_model.LABELS, emotions),
                 action_units=action_units(lm68),
-                pose=Pose(**dict(zip(("yaw", "pitch", "roll"), (round(a, 1) for a in head_pose(lm68, width, height))))),
+                pose=head_pose(lm68, width, height),
                 quality=Quality(face_size=size, sharpness=round(sharpness, 1), note=note),
                 sources=dict(SOURCES),
             )
@@ -172,7 +172,7 @@ def _rounded(array: np.ndarray) -> list[tuple[float, float]]:
 def _age(probabilities: np.ndarray) -> AgeEstimate:
     years = float(probabilities @ _CLASS_YEARS)
     group = age_group(years)
-    mass = float((probabilities @ _SPREAD)[_GROUP_OF_CLASS == AGE_GROUPS.index(group)].sum())
+    mass = float((probabilities @ _SPREAD)[AGE_GROUPS.index(group) == _GROUP_OF_CLASS].sum())
     return AgeEstimate(years=round(years, 1), group=group, score=round(min(mass, 1.0), 4))
 
 

@@ -1,0 +1,3 @@
+from faceqa.cli import app
+
+app()

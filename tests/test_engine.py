@@ -1,0 +1,101 @@
+"""The embedded engine on real photos: what it finds, in what order, and whether the numbers hang together."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from faceqa.faces.identity import SAME_PERSON_COSINE, cosine
+from faceqa.prompts.taxonomy import AGE_GROUPS, EMOTIONS, age_group
+
+from faceqa.images import load_image
+from faceqa.schema import ImageReport
+
+
+def test_astronaut_is_one_happy_woman_in_her_thirties_or_forties(engine, examples):
+    report = engine.analyze(examples / "astronaut.png")
+    assert len(report.faces) == 1
+    face = report.faces[0]
+    assert face.gender.label == "Female" and face.gender.score > 0.9
+    assert face.age.group in ("30-39", "40-49")
+    assert face.emotion.label == "Happiness"
+    assert face.race is None  # no race model ships offline; the engine must not invent one
+    assert (report.image.width, report.image.height) == (512, 512)
+
+
+def test_group_finds_all_four_faces_numbered_left_to_right(group_report):
+    faces = group_report.faces
+    assert [f.id for f in faces] == [1, 2, 3, 4]
+    centres = [f.center[0] for f in faces]
+    assert centres == sorted(centres)
+    # Each 300-pixel tile of the composed image holds exactly one face.
+    assert [int(c // 300) for c in centres] == [0, 1, 2, 3]
+    assert [f.gender.label for f in faces][:3] == ["Male", "Female", "Male"]
+    assert faces[0].emotion.label == "Happiness" and faces[1].emotion.label == "Happiness"
+    assert faces[3].age.group == "70+"
+
+
+def test_attributes_use_the_shared_taxonomy_and_are_consistent(group_report):
+    for face in group_report.faces:
+        assert face.age.group == age_group(face.age.years) and face.age.group in AGE_GROUPS
+        assert set(face.emotion.scores) <= set(EMOTIONS) and "Contempt" not in face.emotion.scores
+        assert face.emotion.scores[face.emotion.label] == max(face.emotion.scores.values())
+        assert sum(face.emotion.scores.values()) == pytest.approx(1.0, abs=1e-3)
+        assert len(face.landmarks5) == 5 and len(face.landmarks68) == 68
+        assert set(face.action_units) == {
+            "AU1",
+            "AU2",
+            "AU4",
+            "AU5",
+            "AU6",
+            "AU9",
+            "AU12",
+            "AU15",
+            "AU20",
+            "AU25",
+            "AU26",
+        }
+        assert all(0.0 <= v <= 1.0 for v in face.action_units.values())
+        assert face.embedding is None  # identity embeddings only on request
+
+
+def test_smiles_show_lip_corner_pull_and_neutral_faces_do_not(engine, examples):
+    smiling = engine.analyze(examples / "obama.jpg").faces[0]
+    neutral = engine.analyze(examples / "grace_hopper.jpg").faces[0]
+    assert smiling.action_units["AU12"] > 0.5 and smiling.action_units["AU25"] > 0.3
+    assert neutral.action_units["AU12"] < 0.2
+
+
+def test_mirroring_flips_yaw_and_roll_but_not_pitch(engine, examples):
+    rgb = load_image(examples / "biden.jpg")
+    pose = engine.analyze(rgb).faces[0].pose
+    mirrored = engine.analyze(np.ascontiguousarray(rgb[:, ::-1])).faces[0].pose
+    assert abs(pose.yaw) > 10
+    assert mirrored.yaw == pytest.approx(-pose.yaw, abs=3)
+    assert mirrored.roll == pytest.approx(-pose.roll, abs=3)
+    assert mirrored.pitch == pytest.approx(pose.pitch, abs=3)
+
+
+def test_identity_embeddings_tell_the_same_person_from_another(engine, examples):
+    obama = engine.analyze(examples / "obama.jpg", embeddings=True).faces[0].embedding
+    obama2 = engine.analyze(examples / "obama2.jpg", embeddings=True).faces[0].embedding
+    biden = engine.analyze(examples / "biden.jpg", embeddings=True).faces[0].embedding
+    assert len(obama) == 128
+    assert cosine(obama, obama2) > SAME_PERSON_COSINE > cosine(obama, biden)
+
+
+def test_an_image_without_faces_reports_none(engine):
+    blank = np.full((240, 320, 3), 200, dtype=np.uint8)
+    assert engine.analyze(blank).faces == []
+
+
+def test_report_round_trips_through_json(group_report):
+    again = ImageReport.model_validate_json(group_report.model_dump_json())
+    assert again == group_report
+
+
+def test_batch_keeps_going_past_a_bad_file(engine, examples, tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a photo")
+    results = list(engine.analyze_many([examples / "astronaut.png", bad, examples / "obama.jpg"]))
+    assert [type(r).__name__ for r in results] == ["ImageReport", "ImageError", "ImageReport"]
+    assert "not an image" in results[1].error and results[1].path == str(bad)
