@@ -15,9 +15,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from faceqa.prompts.taxonomy import AGE_GROUPS, age_group
 
 from faceqa.images import BadImage, load_image
+from faceqa.prompts.taxonomy import AGE_GROUPS, age_group
 from faceqa.schema import AgeEstimate, FaceReport, ImageError, ImageInfo, ImageReport, LabelScore, Quality
 
 from . import emotion as emotion_model

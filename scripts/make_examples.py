@@ -7,8 +7,9 @@ to right: Obama, the astronaut, Biden, Grace Hopper.
 
 from pathlib import Path
 
-from faceqa.faces.engine import FaceEngine
 from PIL import Image
+
+from faceqa.faces.engine import FaceEngine
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "faceqa" / "examples"
 ORDER = ["obama.jpg", "astronaut.png", "biden.jpg", "grace_hopper.jpg"]

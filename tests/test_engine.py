@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from faceqa.faces.identity import SAME_PERSON_COSINE, cosine
-from faceqa.prompts.taxonomy import AGE_GROUPS, EMOTIONS, age_group
 
+from faceqa.faces.identity import SAME_PERSON_COSINE, cosine
 from faceqa.images import load_image
+from faceqa.prompts.taxonomy import AGE_GROUPS, EMOTIONS, age_group
 from faceqa.schema import ImageReport
 
 
