@@ -129,6 +129,8 @@ def _parse(attribute: str, raw: str, documents: list[Any]) -> ParsedAnswer:
                 values = _json_values(document, names) or _json_values(document, _GENERIC_KEYS)
             else:
                 values = [document]
+            if not values and isinstance(document, list) and not any(isinstance(v, dict | list) for v in document):
+                values = document  # a bare list of answers: ["happy"], [62]
             if values:
                 return _from_values(attribute, raw, values)
         return ParsedAnswer(None, False, raw, f"the JSON answer has no {attribute} field")

@@ -59,7 +59,7 @@ def age_group(years: float) -> str:
 def display(attribute: str, label: str) -> str:
     """How `label` reads inside a sentence: "happy" for Happiness, "Latino/Hispanic" for Latino_Hispanic."""
     if label not in labels(attribute):
-        raise ValueError(f"{label!r} is not a {attribute} label; use one of {', '.join(labels(attribute))}")
+        raise ValueError(f"{label!r} is not one of the {attribute} labels: {', '.join(labels(attribute))}")
     return _attribute(attribute).get("display", {}).get(label, label)
 
 
