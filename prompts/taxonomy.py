@@ -161,15 +161,17 @@ def decide(attribute: str, found: list[Mention]) -> Resolution:
     """
     if not found:
         return Resolution(None, f"no {attribute} label found")
+    definite = list(dict.fromkeys(m.candidates[0] for m in found if len(m.candidates) == 1))
+    several = f"names several {attribute} labels: {', '.join(definite)}"
     negated = [m.text for m in found if m.negated]
     if negated:
-        return Resolution(None, f"negated mention: {', '.join(map(repr, negated))}")
+        return Resolution(None, f"negated mention: {', '.join(map(repr, negated))}"
+                                + (f"; {several}" if len(definite) > 1 else ""))
     outside = next((m for m in found if not m.candidates), None)
     if outside is not None:
         return Resolution(None, outside.note)
-    definite = list(dict.fromkeys(m.candidates[0] for m in found if len(m.candidates) == 1))
     if len(definite) > 1:
-        return Resolution(None, f"names several {attribute} labels: {', '.join(definite)}")
+        return Resolution(None, several)
     common = set(labels(attribute))
     for m in found:
         common &= set(m.candidates)

@@ -161,6 +161,8 @@ def answer(name: str, style: str = "chat", seed: int | None = None, **fields: An
                             _expand(None, {"emotion": values["emotion"]}))
         return render_cot(values["observations"], values["interpretation"], conclusion)
     if name == "describe":
+        if not isinstance(values.get("people"), list | tuple):
+            raise ValueError("task describe needs people=[{id, referent, gender, age_group, emotion}, ...]")
         values.setdefault("count", len(values["people"]))
         values = _expand(None, values)
     options = t.answers[style]

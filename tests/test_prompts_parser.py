@@ -87,7 +87,7 @@ REFUSE = [
     ("gender", "This is not a man.", "negated"),
     ("age_group", "She is not over 70.", "negated"),
     # two labels
-    ("emotion", "not happy but sad", "negated"),
+    ("emotion", "not happy but sad", "negated mention: 'happy'; names several emotion labels: Happiness, Sadness"),
     ("age_group", "A woman in her late 20s to early 30s.", "several"),
     ("race", "I cannot determine race from an image.", "no race"),
     ("emotion", "happy or sad, hard to tell", "several"),

@@ -181,6 +181,7 @@ def test_schema_enums_are_the_taxonomies_and_response_format_is_strict():
     (lambda: T.answer("emotion", label="Joy"), "not one of the emotion labels"),
     (lambda: T.answer("same_person", referent="a", other="b"), "same"),
     (lambda: T.answer("reasoning", emotion="Anger"), "observations"),
+    (lambda: T.answer("describe"), "needs people"),
     (lambda: T.choices("count"), "no closed list"),
     (lambda: T.choices("reasoning"), "no closed list"),
     (lambda: T.referent("tallest"), "unknown referent kind"),
