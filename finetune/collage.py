@@ -1,0 +1,32 @@
+"""Multi-person images made from single-face crops: 2-4 faces side by side.
+
+No public face dataset labels several people per photo, yet the assistant must
+answer "how old is the woman on the left?". A row of labelled crops gives such
+pictures with a ground truth for every person. Faces stand in one row so "left",
+"right", "second from the left" and "person 2" (numbered left to right, as the
+face engine numbers faces) are never ambiguous; the row is letterboxed into a
+square so the faces are not squashed when a VLM processor resizes to a square.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+BACKGROUND = (128, 128, 128)
+
+
+def collage(jpegs: list[bytes], side: int, gap: int = 4) -> np.ndarray:
+    """A `side` x `side` RGB image with the faces in one row, left to right in the given order."""
+    if not 2 <= len(jpegs) <= 8:
+        raise ValueError(f"a collage holds 2 to 8 faces, got {len(jpegs)}")
+    count = len(jpegs)
+    tile = (side - gap * (count - 1)) // count
+    canvas = Image.new("RGB", (side, side), BACKGROUND)
+    top = (side - tile) // 2
+    for i, data in enumerate(jpegs):
+        with Image.open(io.BytesIO(data)) as face:
+            canvas.paste(face.convert("RGB").resize((tile, tile), Image.Resampling.BILINEAR), (i * (tile + gap), top))
+    return np.asarray(canvas)

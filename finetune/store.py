@@ -1,0 +1,202 @@
+"""The dataset on disk: Parquet shards per split, and a manifest that makes a build resumable.
+
+    OUT/
+      train/shard-00000.parquet ...     rows (schema: FEATURES), one file per split per commit
+      validation/shard-00000.parquet ...
+      manifest.jsonl                    one line per committed shard: the row keys it consumed, ...
+      build.json                        the settings the build was started with
+      summary.json, README.md           label balance per split, what was dropped and why; dataset card
+
+A commit writes each shard to a temporary name, fsyncs it, renames it into place
+(atomic), then appends one manifest line (fsynced). A crash before the line leaves
+shards no line names: the next run deletes them and redoes their keys. A crash
+mid-line leaves a line that does not parse: it is cut off the same way. So every
+source row is in exactly one committed shard, or in none and done again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.jsonl"
+SETTINGS = "build.json"
+SUMMARY = "summary.json"
+
+
+def features():
+    """The row schema. `faces` is the ground truth of every face in the image, left to right."""
+    from datasets import Features, Image, List, Value
+
+    label = Value("string")
+    return Features({
+        "id": Value("string"),
+        "image": Image(),
+        "task": Value("string"),
+        "messages": List({"role": Value("string"),
+                          "content": List({"type": Value("string"), "text": Value("string")})}),
+        "prefix": Value("string"),
+        "suffix": Value("string"),
+        "faces": List({"key": Value("string"), "source": Value("string"), "race": label, "gender": label,
+                       "age_group": label, "emotion": label}),
+    })
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def write_shard(rows: list[dict], path: Path) -> None:
+    """Rows to one Parquet file, atomically, with the Hugging Face features in its metadata."""
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = Dataset.from_list(rows, features=features()).data.table  # schema metadata carries the features
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        pq.write_table(table, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class Pending:
+    """What the next commit holds: rows per split and the bookkeeping of every source row consumed."""
+
+    rows: dict[str, list[dict]] = field(default_factory=dict)
+    keys: list[str] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)
+    faces: Counter = field(default_factory=Counter)  # "split|attribute|label" -> faces
+    tasks: Counter = field(default_factory=Counter)  # "split|task" -> rows
+    dropped: Counter = field(default_factory=Counter)  # "duplicate", "bad image or row"
+    bad: list[list[str]] = field(default_factory=list)  # [path, reason], all of them
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+class Manifest:
+    """The committed shards of one output folder; loading it repairs what a crash left behind."""
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+        self.path = self.out / MANIFEST
+        self.records: list[dict[str, Any]] = []
+        self._load()
+        self._remove_orphans()
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        good_bytes = 0
+        with open(self.path, "rb") as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    break
+                if not line.endswith(b"\n"):
+                    break
+                self.records.append(record)
+                good_bytes += len(line)
+        if good_bytes != self.path.stat().st_size:
+            log.warning("%s: cutting off an interrupted last line", self.path)
+            with open(self.path, "r+b") as handle:
+                handle.truncate(good_bytes)
+
+    def _remove_orphans(self) -> None:
+        named = {f for record in self.records for f in record["files"]}
+        for path in sorted(self.out.glob("*/shard-*")):
+            relative = path.relative_to(self.out).as_posix()
+            if relative not in named:
+                log.warning("removing %s: written by an interrupted run, its rows will be redone", relative)
+                path.unlink()
+
+    @property
+    def done(self) -> set[str]:
+        return {key for record in self.records for key in record["keys"]}
+
+    @property
+    def hashes(self) -> list[int]:
+        return [int(h, 16) for record in self.records for h in record["hashes"]]
+
+    @property
+    def next_shard(self) -> int:
+        return 1 + max((r["shard"] for r in self.records), default=-1)
+
+    def commit(self, pending: Pending) -> dict[str, Any]:
+        """Write the pending rows as shard files, then record them; returns the manifest record."""
+        shard = self.next_shard
+        files = []
+        for split, rows in sorted(pending.rows.items()):
+            if rows:
+                relative = f"{split}/shard-{shard:05d}.parquet"
+                write_shard(rows, self.out / relative)
+                files.append(relative)
+        record = {
+            "shard": shard, "files": files, "keys": pending.keys, "hashes": pending.hashes,
+            "rows": {split: len(rows) for split, rows in pending.rows.items() if rows},
+            "faces": dict(pending.faces), "tasks": dict(pending.tasks), "dropped": dict(pending.dropped),
+            "bad": pending.bad,
+        }
+        with open(self.path, "ab") as handle:
+            handle.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.records.append(record)
+        return record
+
+    def totals(self) -> dict[str, Any]:
+        """Sums over every committed shard: rows, faces per label, tasks, drops."""
+        rows, faces, tasks, dropped = Counter(), Counter(), Counter(), Counter()
+        for record in self.records:
+            rows.update(record["rows"])
+            faces.update(record["faces"])
+            tasks.update(record["tasks"])
+            dropped.update(record["dropped"])
+        balance: dict[str, dict[str, dict[str, int]]] = {}
+        for key, n in sorted(faces.items()):
+            split, attribute, label = key.split("|", 2)
+            balance.setdefault(split, {}).setdefault(attribute, {})[label] = n
+        per_task: dict[str, dict[str, int]] = {}
+        for key, n in sorted(tasks.items()):
+            split, task = key.split("|", 1)
+            per_task.setdefault(split, {})[task] = n
+        return {"rows": dict(rows), "balance": balance, "tasks": per_task, "dropped": dict(dropped),
+                "bad_examples": [b for record in self.records for b in record["bad"]][:50]}
+
+
+def dataset_card(splits: list[str]) -> str:
+    """README.md whose YAML header lets `datasets.load_dataset(OUT)` and the Hub find the splits."""
+    files = "\n".join(f"  - split: {s}\n    path: {s}/*.parquet" for s in splits)
+    return (f"---\nconfigs:\n- config_name: default\n  data_files:\n{files}\n---\n\n"
+            "# faceqa instruction dataset\n\n"
+            "Built by `faceqa build-dataset`; see summary.json for the label balance per split and what was "
+            "dropped.\nColumns: id, image, task, messages (chat), prefix/suffix (PaliGemma), faces (ground truth, "
+            "left to right).\nAttributes are *apparent* labels given by annotators, not facts about the people.\n")
+
+
+def load_built(out: str | Path, cache_dir: str | Path | None = None):
+    """The built dataset as a `datasets.DatasetDict` (Arrow, memory-mapped from the cache it converts into)."""
+    from datasets import load_dataset
+
+    out = Path(out)
+    splits = sorted(p.name for p in out.iterdir() if p.is_dir() and any(p.glob("shard-*.parquet")))
+    if not splits:
+        raise FileNotFoundError(f"{out}: no built dataset here (no <split>/shard-*.parquet)")
+    files = {s: sorted(str(p) for p in (out / s).glob("shard-*.parquet")) for s in splits}
+    return load_dataset("parquet", data_files=files, cache_dir=str(cache_dir) if cache_dir else None)
