@@ -1,0 +1,183 @@
+"""`faceqa eval run` and `faceqa eval compare`: the evaluator's command line.
+
+Mount with `app.add_typer(faceqa.eval.cli.app, name="eval")`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from faceqa.eval.predictor import TASKS, Predictor
+from faceqa.finetune.readers import FORMATS, FaceRecord, LabelAudit, read_dataset
+
+app = typer.Typer(help="Measure a model's accuracy, overall and per group, and write its model card.",
+                  no_args_is_help=True)
+console = Console(stderr=True, soft_wrap=True)
+
+
+def _parse_tasks(text: str) -> tuple[str, ...]:
+    tasks = tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not tasks:
+        raise typer.BadParameter(f"unknown task(s) {', '.join(unknown) or '(none)'}; use {', '.join(TASKS)}")
+    return tasks
+
+
+def _parse_columns(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
+    if any(len(p) != 2 for p in pairs):
+        raise typer.BadParameter("write the mapping as field=column pairs, e.g. image=file,race=ethnicity,age=age")
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def _records(path: Path, format: str, split: str | None, columns: str | None, attribute: str | None,
+             affectnet_csv: Path | None, variant: str, audit: LabelAudit) -> Iterator[FaceRecord]:
+    options: dict = {}
+    if format == "fairface":
+        options["splits"] = (split or "val",)
+    elif format == "csv":
+        options["columns"] = _parse_columns(columns)
+    elif format == "imagefolder":
+        if not attribute:
+            raise typer.BadParameter("--attribute is needed for an image folder (which label do folders hold?)")
+        options["attribute"] = attribute
+    elif format == "affectnet":
+        options["csv_path"] = affectnet_csv
+    elif format == "rafdb":
+        options["variant"] = variant
+    records = read_dataset(format, path, audit=audit, **options)
+    return (r for r in records if split is None or r.split == split)
+
+
+def _predictor(engine: bool, endpoint: str | None, model: str | None, api_key: str, style: str,
+               max_tokens: int) -> Predictor:
+    if engine == bool(endpoint):
+        raise typer.BadParameter("choose one model: --engine, or --endpoint URL with --model NAME")
+    if engine:
+        from faceqa.eval.engine_predictor import EngineVsLabels
+
+        return EngineVsLabels()
+    if not model:
+        raise typer.BadParameter("--endpoint needs --model (the served model's name, e.g. from /v1/models)")
+    from faceqa.eval.openai_predictor import OpenAIEndpointPredictor
+
+    return OpenAIEndpointPredictor(endpoint, model, api_key=api_key, style=style, max_tokens=max_tokens)
+
+
+def _summary(report: dict) -> Table:
+    table = Table(title=f"{report['model']['name']} on {report['dataset'].get('name')}")
+    for column in ("task", "n", "accuracy [95% CI]", "macro-F1", "unanswered", "worst group gap"):
+        table.add_column(column)
+    for task, m in report["tasks"].items():
+        ci = m["accuracy_ci"]
+        gaps = [g["gap"]["accuracy_gap"] for g in m["groups"].values() if g["gap"]]
+        table.add_row(task, str(m["n"]), f"{m['accuracy']:.1%}" + (f" [{ci[0]:.1%}, {ci[1]:.1%}]" if ci else ""),
+                      f"{m['macro_f1']:.1%}", f"{m['unanswered_rate']:.1%}", f"{max(gaps):.1%}" if gaps else "–")
+    return table
+
+
+@app.command()
+def run(
+    dataset: Annotated[Path, typer.Argument(help="Dataset root (or CSV file for --format csv).", exists=True)],
+    format: Annotated[str, typer.Option("--format", "-f", help=f"One of: {', '.join(FORMATS)}.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: predictions, report, card, plots.")],
+    engine: Annotated[bool, typer.Option("--engine", help="Evaluate the embedded face engine.")] = False,
+    endpoint: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL, e.g. http://host:8000/v1.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name at the endpoint.")] = None,
+    api_key: Annotated[str, typer.Option(envvar="OPENAI_API_KEY", help="Endpoint key.")] = "EMPTY",
+    tasks: Annotated[str, typer.Option(help="Comma-separated tasks.")] = ",".join(TASKS),
+    limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N images.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Calls in flight at once.")] = 8,
+    split: Annotated[str | None, typer.Option(help="Only this split (FairFace: train or val; default val).")] = None,
+    columns: Annotated[str | None, typer.Option(help="CSV mapping, e.g. image=file,race=eth,age=years.")] = None,
+    attribute: Annotated[str | None, typer.Option(help="Image folder: the attribute its folders name.")] = None,
+    affectnet_csv: Annotated[Path | None, typer.Option(help="AffectNet CSV (else per-class folders).")] = None,
+    rafdb_variant: Annotated[str, typer.Option(help="RAF-DB images: aligned or original.")] = "aligned",
+    cache: Annotated[Path | None, typer.Option(help="Prediction cache (default OUT/predictions.jsonl).")] = None,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for the intervals.")] = 1000,
+    min_group_size: Annotated[int, typer.Option(min=1, help="Smaller groups get a warning.")] = 30,
+    prompt_style: Annotated[str, typer.Option(help="Endpoint prompts: chat, or paligemma (bare prefix).")] = "chat",
+    max_tokens: Annotated[int, typer.Option(min=1, help="Answer length limit for endpoints.")] = 64,
+    dataset_name: Annotated[str | None, typer.Option(help="Dataset name for the card.")] = None,
+    model_licence: Annotated[str | None, typer.Option(help="Model licence for the card.")] = None,
+    training_data: Annotated[str | None, typer.Option(help="Training data for the card.")] = None,
+    plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Run a model over a labelled dataset; resumable: run it again after an interruption."""
+    from faceqa.eval.evaluate import EvalConfig, evaluate
+    from faceqa.eval.runner import EndpointFailing
+
+    config = EvalConfig(_parse_tasks(tasks), limit, concurrency, seed, bootstrap, min_group_size, plots, progress)
+    try:
+        predictor = _predictor(engine, endpoint, model, api_key, prompt_style, max_tokens)
+    except ValueError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    audit = LabelAudit()
+    records = _records(dataset, format, split, columns, attribute, affectnet_csv, rafdb_variant, audit)
+    card = {k: v for k, v in (("licence", model_licence), ("training_data", training_data)) if v}
+    info = {"name": dataset_name or dataset.name, "format": format, "path": str(dataset), "split": split}
+    try:
+        report = evaluate(records, predictor, out, config, dataset=info, model=card, cache_path=cache,
+                          audit=audit)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted; answers so far are saved in {cache or out / 'predictions.jsonl'}: "
+                      "run the same command again to resume.[/yellow]")
+        raise typer.Exit(130) from None
+    except (EndpointFailing, FileNotFoundError, ValueError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    finally:
+        predictor.close()
+    console.print(_summary(report))
+    stats = report["run"]
+    console.print(f"calls made {stats['calls']}, cached {stats['cached']}, failed {stats['failed']}; "
+                  f"report {out / 'report.json'}, card {out / 'model_card.md'}")
+    if stats["failed"]:
+        console.print(f"[yellow]{stats['failed']} calls failed and were left out; run again to retry them.[/yellow]")
+
+
+@app.command()
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="Run folder A (baseline).", exists=True, file_okay=False)],
+    run_b: Annotated[Path, typer.Argument(help="Run folder B.", exists=True, file_okay=False)],
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Accuracy of B minus A on the items both runs scored, with McNemar p-values; published reference rows."""
+    from faceqa.eval.compare import compare_runs
+    from faceqa.eval.published import published_rows
+
+    try:
+        result = compare_runs(run_a, run_b, seed=seed)
+    except FileNotFoundError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    result["published"] = published_rows(list(result["tasks"]))
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    table = Table(title=f"B ({run_b}) minus A ({run_a}), paired items")
+    for column in ("task", "n", "A", "B", "B − A [95% CI]", "McNemar p"):
+        table.add_column(column)
+    for task, t in result["tasks"].items():
+        low, high = t["difference_ci"]
+        table.add_row(task, str(t["n"]), f"{t['accuracy_a']:.1%}", f"{t['accuracy_b']:.1%}",
+                      f"{t['difference']:+.1%} [{low:+.1%}, {high:+.1%}]", f"{t['mcnemar_p']:.3g}")
+    for row in result["published"]:
+        table.add_row(f"{row['task']} ({row['model']}, {row['dataset']})", "–", "–", f"{row['accuracy']:.1%}",
+                      row["note"], "–")
+    Console().print(table)
+    if result["only_in_a"] or result["only_in_b"]:
+        console.print(f"not compared: {result['only_in_a']} scored only in A, {result['only_in_b']} only in B")

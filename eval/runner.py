@@ -1,0 +1,128 @@
+"""Runs a predictor over (item, task) jobs on a thread pool, recording each answer as it arrives.
+
+Workers write to the cache themselves, so on Ctrl-C the calls already in flight are
+still saved and a resumed run repeats none of them. A failed call (timeout, refused
+connection) is not cached: it is reported and retried by the next run. An input the
+predictor cannot use at all (`UnusableInput`) is cached as an error so it is not
+retried, and kept out of the metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from faceqa.eval.cache import PredictionCache
+from faceqa.eval.predictor import Predictor
+from faceqa.finetune.readers import FaceRecord
+
+log = logging.getLogger(__name__)
+
+MAX_CONSECUTIVE_FAILURES = 25
+MAX_EXAMPLES = 5
+
+
+class UnusableInput(ValueError):
+    """This item can never be answered (unreadable image, missing file): record it, don't retry it."""
+
+
+class EndpointFailing(RuntimeError):
+    """Every recent call failed; stopping is cheaper than failing the remaining thousands one by one."""
+
+
+@dataclass
+class RunStats:
+    jobs: int = 0
+    cached: int = 0
+    calls: int = 0
+    failed: int = 0
+    unusable: int = 0
+    wall_seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)
+
+    def to_dict(self) -> dict:
+        return {**{k: v for k, v in self.__dict__.items() if k != "skipped"}, "skipped": dict(self.skipped)}
+
+
+def plan_jobs(items: Iterable[FaceRecord], tasks: Sequence[str], predictor: Predictor,
+              stats: RunStats) -> list[tuple[FaceRecord, str]]:
+    """Every (item, task) that has a ground-truth label and that the predictor can answer."""
+    jobs = []
+    for item in items:
+        for task in tasks:
+            if task not in item.labels:
+                stats.skipped[f"{task}: no ground truth"] += 1
+            elif task not in predictor.tasks:
+                stats.skipped[f"{task}: not answered by {predictor.name}"] += 1
+            else:
+                jobs.append((item, task))
+    return jobs
+
+
+def run_predictions(items: Iterable[FaceRecord], tasks: Sequence[str], predictor: Predictor,
+                    cache: PredictionCache, concurrency: int = 1, progress: bool = True) -> RunStats:
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    stats = RunStats()
+    started = time.perf_counter()
+    jobs = plan_jobs(items, tasks, predictor, stats)
+    stats.jobs = len(jobs)
+    todo = [(item, task) for item, task in jobs if (item.key, task, predictor.name) not in cache]
+    stats.cached = len(jobs) - len(todo)
+    lock = threading.Lock()
+    consecutive = 0
+    last_failure = ""
+
+    def work(item: FaceRecord, task: str) -> None:
+        nonlocal consecutive, last_failure
+        entry = {"image": item.key, "task": task, "model": predictor.name}
+        try:
+            prediction = predictor.predict(item, task)
+        except UnusableInput as error:
+            cache.put({**entry, "error": str(error)})
+            with lock:
+                stats.unusable += 1
+            return
+        except Exception as error:  # a failed call: reported, not cached, retried next run
+            with lock:
+                stats.failed += 1
+                consecutive += 1
+                last_failure = f"{item.key} [{task}]: {type(error).__name__}: {error}"
+                if len(stats.failures) < MAX_EXAMPLES:
+                    stats.failures.append(last_failure)
+            return
+        cache.put({**entry, **prediction.to_dict()})
+        with lock:
+            stats.calls += 1
+            consecutive = 0
+
+    bar = tqdm(total=len(todo), unit="call", desc=predictor.name, disable=not progress, dynamic_ncols=True)
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="faceqa-eval")
+    pending: set[Future] = set()
+    queue = iter(todo)
+    try:
+        while True:
+            while len(pending) < 2 * concurrency and (job := next(queue, None)) is not None:
+                pending.add(pool.submit(work, *job))
+            if not pending:
+                break
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            bar.update(len(done))
+            if consecutive >= MAX_CONSECUTIVE_FAILURES:
+                raise EndpointFailing(f"{consecutive} calls in a row failed; last: {last_failure}")
+    finally:
+        # On Ctrl-C or a failing endpoint: drop queued jobs, let in-flight calls finish and be cached.
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+        stats.wall_seconds = time.perf_counter() - started
+    if stats.failed:
+        log.warning("%d calls failed and were not cached (re-run to retry): %s", stats.failed, stats.failures)
+    return stats

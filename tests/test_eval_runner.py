@@ -1,0 +1,122 @@
+"""Prediction cache and runner: resumption without repeated calls, torn lines, failures, concurrency."""
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from faceqa.eval.cache import PredictionCache
+from faceqa.eval.predictor import Prediction, Predictor
+from faceqa.eval.runner import EndpointFailing, UnusableInput, run_predictions
+from faceqa.finetune.readers import FaceRecord
+
+
+def items(n):
+    return [FaceRecord(Path(f"/nowhere/{i}.jpg"), f"t:{i}.jpg", "t", "val",
+                       {"gender": "Male" if i % 2 else "Female", "emotion": "Neutral"}) for i in range(n)]
+
+
+class Counting(Predictor):
+    name = "counting"
+
+    def __init__(self, fail=(), unusable=()):
+        self.calls, self.fail, self.unusable = [], set(fail), set(unusable)
+        self.lock = threading.Lock()
+
+    def predict(self, item, task):
+        with self.lock:
+            self.calls.append((item.key, task))
+        if item.key in self.unusable:
+            raise UnusableInput("unreadable")
+        if item.key in self.fail:
+            raise ConnectionError("refused")
+        return Prediction("Male", 0.01, text="Male")
+
+
+def test_resume_makes_no_repeated_calls(tmp_path):
+    data = items(10)
+    first = Counting()
+    with PredictionCache(tmp_path / "p.jsonl") as cache:
+        stats = run_predictions(data[:4], ["gender"], first, cache, progress=False)
+    assert stats.calls == 4
+    second = Counting()
+    with PredictionCache(tmp_path / "p.jsonl") as cache:
+        stats = run_predictions(data, ["gender", "emotion"], second, cache, concurrency=3, progress=False)
+    assert stats.cached == 4 and stats.calls == 16
+    assert not set(first.calls) & set(second.calls)
+    assert len(second.calls) == len(set(second.calls)) == 16
+
+
+def test_torn_last_line_is_dropped_and_appends_stay_valid(tmp_path):
+    path = tmp_path / "p.jsonl"
+    with PredictionCache(path) as cache:
+        cache.put({"image": "a", "task": "gender", "model": "m", "label": "Male"})
+        cache.put({"image": "b", "task": "gender", "model": "m", "label": "Female"})
+    with path.open("a") as handle:
+        handle.write('{"image": "c", "task": "gen')  # killed mid-write
+    with PredictionCache(path) as cache:
+        assert len(cache) == 2 and cache.get("c", "gender", "m") is None
+        cache.put({"image": "c", "task": "gender", "model": "m", "label": "Male"})
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["image"] for line in lines] == ["a", "b", "c"]
+
+
+def test_complete_last_line_without_newline_is_kept(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"image": "a", "task": "gender", "model": "m", "label": "Male"}')
+    with PredictionCache(path) as cache:
+        assert cache.get("a", "gender", "m")["label"] == "Male"
+        cache.put({"image": "b", "task": "gender", "model": "m", "label": "Male"})
+    assert len(path.read_text().splitlines()) == 2
+
+
+def test_corrupt_middle_line_is_a_clear_error(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text('garbage\n{"image": "a", "task": "gender", "model": "m"}\n')
+    with pytest.raises(ValueError, match="corrupt line"):
+        PredictionCache(path)
+
+
+def test_failed_calls_are_retried_and_unusable_inputs_are_not(tmp_path):
+    data = items(6)
+    predictor = Counting(fail={"t:1.jpg"}, unusable={"t:2.jpg"})
+    with PredictionCache(tmp_path / "p.jsonl") as cache:
+        stats = run_predictions(data, ["gender"], predictor, cache, progress=False)
+    assert (stats.calls, stats.failed, stats.unusable) == (4, 1, 1)
+    assert "ConnectionError" in stats.failures[0]
+    again = Counting()
+    with PredictionCache(tmp_path / "p.jsonl") as cache:
+        stats = run_predictions(data, ["gender"], again, cache, progress=False)
+        assert cache.get("t:2.jpg", "gender", "counting")["error"] == "unreadable"
+    assert again.calls == [("t:1.jpg", "gender")]
+
+
+def test_unsupported_tasks_and_missing_truth_are_counted_not_called(tmp_path):
+    predictor = Counting()
+    predictor.tasks = ("gender",)
+    with PredictionCache(tmp_path / "p.jsonl") as cache:
+        stats = run_predictions(items(3), ["gender", "emotion", "race"], predictor, cache, progress=False)
+    assert stats.calls == 3
+    assert stats.skipped == {"emotion: not answered by counting": 3, "race: no ground truth": 3}
+
+
+def test_a_dead_endpoint_stops_the_run(tmp_path):
+    data = items(100)
+    predictor = Counting(fail={i.key for i in data})
+    with PredictionCache(tmp_path / "p.jsonl") as cache, pytest.raises(EndpointFailing, match="in a row failed"):
+        run_predictions(data, ["gender"], predictor, cache, concurrency=2, progress=False)
+    assert len(predictor.calls) < 40
+
+
+def test_concurrency_really_overlaps_calls(tmp_path):
+    barrier = threading.Barrier(8, timeout=10)
+
+    class Meeting(Counting):
+        def predict(self, item, task):
+            barrier.wait()  # only returns once 8 calls are in flight at the same time
+            return super().predict(item, task)
+
+    with PredictionCache(tmp_path / "p.jsonl") as cache:
+        stats = run_predictions(items(16), ["gender"], Meeting(), cache, concurrency=8, progress=False)
+    assert stats.calls == 16 and stats.failed == 0
