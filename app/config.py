@@ -1,0 +1,76 @@
+"""Everything an operator can set on `faceqa serve`, in one flat record.
+
+Defaults are the safe ones: loopback only, no remote image URLs, limits sized for
+photos of a few people. The CLI fills this from options; tests build it directly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+LOCAL_MODEL = "faceqa-local"
+VLM_MODEL = "faceqa-vlm"
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys: tuple[str, ...] = ()
+    # Remote images: hosts whose http(s) URLs may be fetched; empty refuses every remote URL.
+    allow_remote_hosts: tuple[str, ...] = ()
+    remote_max_bytes: int = 10_000_000
+    remote_timeout: float = 10.0
+    remote_max_redirects: int = 3
+    # Request limits.
+    max_body_bytes: int = 25_000_000
+    max_images: int = 8
+    max_pixels: int = 16_000_000
+    max_messages: int = 64
+    max_question_chars: int = 2_000
+    max_choices: int = 8
+    request_timeout: float = 60.0
+    # Model work: `workers` engines, each used by one thread at a time; more waiting requests than
+    # `max_pending` are refused with 429 rather than queued without bound.
+    workers: int = 1
+    threads: int = 1
+    max_pending: int = 256
+    cache_size: int = 256  # image analyses kept in memory, keyed by the image's hash; 0 disables
+    # faceqa-vlm: the assistant over an OpenAI-compatible VLM server (e.g. vLLM); absent when unset.
+    vlm_base_url: str | None = None
+    vlm_model: str | None = None
+    vlm_api_key: str | None = field(default=None, repr=False)
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Models this server really serves, first is the default."""
+        return (LOCAL_MODEL, VLM_MODEL) if self.vlm_base_url and self.vlm_model else (LOCAL_MODEL,)
+
+    def check(self) -> None:
+        """Refuse configurations that would expose faces without a key, or make no sense."""
+        if not is_loopback(self.host) and not self.api_keys:
+            raise ValueError(
+                f"listening on {self.host} (not loopback) needs an API key: pass --api-key or set FACEQA_API_KEY"
+            )
+        if any(not key.strip() for key in self.api_keys):
+            raise ValueError("API keys must not be empty")
+        if bool(self.vlm_base_url) != bool(self.vlm_model):
+            raise ValueError("faceqa-vlm needs both --vlm-base-url and --vlm-model")
+        for name in ("max_body_bytes", "max_images", "max_pixels", "max_messages", "max_question_chars",
+                     "max_choices", "workers", "threads", "max_pending", "remote_max_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.request_timeout <= 0 or self.remote_timeout <= 0:
+            raise ValueError("timeouts must be positive")
+        if self.cache_size < 0:
+            raise ValueError("cache_size must be 0 (off) or more")
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,181 @@
+"""The OpenAI-compatible HTTP server: chat completions with photos, face analysis, health, metrics.
+
+`create_app(config)` builds one FastAPI app per configuration, so the OpenAPI document
+describes exactly this server: its models, whether it wants a key, its error responses.
+Request handlers only parse, check and format; model work runs on the service's
+worker threads (service.py), images are resolved by the policy (policy.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import FastAPI, Request, Security
+from fastapi.responses import Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from faceqa import __version__
+from faceqa.schema import ImageError
+
+from . import errors
+from .completions import completion, output_format, reply, stream
+from .config import ServerConfig
+from .dialogue import Turn, count_tokens, message_text, user_turns
+from .errors import APIError
+from .metrics import Metrics
+from .middleware import BodyLimit, RequestContext
+from .openai_schema import (
+    AnalyzeRequest,
+    ChatCompletion,
+    ChatCompletionRequest,
+    ErrorResponse,
+    FaceAnalysis,
+    Health,
+    ModelCard,
+    ModelList,
+)
+from .policy import ImageFetcher, check_api_key
+from .service import Image, Service
+
+_ERROR_TEXT = {
+    400: "Invalid request: malformed JSON, wrong types, a refused or broken image, a limit exceeded.",
+    401: "Missing or wrong API key.",
+    404: "Unknown model.",
+    408: "The request took longer than the server's per-request timeout.",
+    413: "The request body is over the server's size limit.",
+    429: "Too many requests are waiting for a model worker; retry shortly.",
+}
+_STREAM = {"text/event-stream": {"schema": {"type": "string", "description": "With `stream: true`: "
+                                            "ChatCompletionChunk objects as server-sent events, then [DONE]."}}}
+
+
+def _errors(*codes: int) -> dict:
+    return {code: {"model": ErrorResponse, "description": _ERROR_TEXT[code]} for code in codes}
+
+
+_bearer = HTTPBearer(auto_error=False, description="An API key given to `faceqa serve --api-key`.")
+
+
+async def _authorized(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]) -> None:
+    check_api_key(request.headers.get("authorization"), request.app.state.config.api_keys)
+
+
+def create_app(config: ServerConfig, service: Service | None = None, fetcher: ImageFetcher | None = None) -> FastAPI:
+    config.check()
+    metrics = service.metrics if service is not None else Metrics()
+    service = service or Service(config, metrics)
+    fetcher = fetcher or ImageFetcher(config)
+    started = int(time.time())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(service.start)
+        yield
+        service.stop()
+        await fetcher.aclose()
+
+    keyed = bool(config.api_keys)
+    guarded = [Security(_authorized)] if keyed else []
+    auth = (401,) if keyed else ()
+
+    app = FastAPI(title="faceqa", version=__version__, lifespan=lifespan,
+                  description="OpenAI-compatible API for faceqa: ask about the people in a photo. Attributes are "
+                  "*apparent* (estimated from pixels, with a confidence), never facts about a person.")
+    app.state.config = config
+    errors.install(app)
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(RequestContext, metrics=metrics)
+
+    @asynccontextmanager
+    async def deadline() -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(config.request_timeout):
+                yield
+        except TimeoutError:
+            raise APIError(408, f"the request took longer than this server's {config.request_timeout:g} s limit",
+                           code="request_timeout") from None
+
+    async def fetch(turns: list[Turn]) -> list[Image]:
+        refs = [ref for turn in turns for ref in turn.images]
+        return [Image(await fetcher.fetch(ref.url, ref.param), ref.param) for ref in refs]
+
+    @app.get("/health", response_model=Health, tags=["service"])
+    async def health() -> Health:
+        """Liveness and readiness; never waits for a model worker."""
+        return Health(version=__version__, models=list(config.models), workers=config.workers,
+                      pending=service.pending)
+
+    @app.get("/metrics", tags=["service"], dependencies=guarded, responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format."},
+        **_errors(*auth)})
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models", response_model=ModelList, tags=["openai"], dependencies=guarded,
+             responses=_errors(*auth))
+    async def list_models() -> ModelList:
+        return ModelList(data=[ModelCard(id=model, created=started) for model in config.models])
+
+    @app.get("/v1/models/{model}", response_model=ModelCard, tags=["openai"], dependencies=guarded,
+             responses=_errors(*auth, 400, 404))
+    async def get_model(model: str) -> ModelCard:
+        service.check_model(model)
+        return ModelCard(id=model, created=started)
+
+    @app.post("/v1/chat/completions", response_model=ChatCompletion, tags=["openai"], dependencies=guarded,
+              responses={200: {"content": _STREAM}, **_errors(400, *auth, 404, 408, 413, 429)})
+    async def chat_completions(body: ChatCompletionRequest):
+        """Answer the last user message about the photos of the conversation (`image_url` parts)."""
+        service.check_model(body.model)
+        turns = user_turns(body.messages, config)
+        fmt = output_format(body, config)
+        async with deadline():
+            answer = await service.converse(body.model, turns, await fetch(turns))
+        prompt_tokens = sum(count_tokens(message_text(m)) for m in body.messages)
+        result = reply(body.model, answer, fmt, prompt_tokens)
+        if body.stream:
+            return StreamingResponse(stream(result, fmt), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        return completion(result, fmt)
+
+    @app.post("/v1/faces/analyze", response_model=FaceAnalysis, response_model_exclude_none=True, tags=["faces"],
+              dependencies=guarded, responses=_errors(400, *auth, 404, 408, 413, 429))
+    async def analyze(body: AnalyzeRequest) -> FaceAnalysis:
+        """Every face of each image, numbered left to right, in the shared face-report schema."""
+        service.check_model(body.model)
+        if len(body.images) > config.max_images:
+            raise APIError(400, f"{len(body.images)} images is over this server's limit of {config.max_images}",
+                           param="images", code="too_many_images")
+        async with deadline():
+            inputs: list[Image | ImageError] = []
+            for index, url in enumerate(body.images):
+                param = f"images[{index}]"
+                try:
+                    inputs.append(Image(await fetcher.fetch(url, param), param))
+                except APIError as error:  # one bad image never sinks the batch
+                    remote = url.lower().startswith(("http:", "https:"))
+                    inputs.append(ImageError(path=url if remote else None, error=error.message))
+            results = await service.analyze(body.model, inputs, body.embeddings)
+        return FaceAnalysis(model=body.model, data=results)
+
+    def openapi() -> dict:
+        """FastAPI's document, less the 422 responses it adds by default: this server answers 400 instead."""
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+    return app

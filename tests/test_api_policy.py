@@ -1,0 +1,382 @@
+"""The API's security and input policy, case by case, against real servers on loopback.
+
+Every refusal must be a 4xx carrying OpenAI's error object, and the server must keep
+serving afterwards. Remote images come from a throwaway HTTP server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+from api_server import EXAMPLES, ask, data_url, group_url, running
+from PIL import Image
+from typer.testing import CliRunner
+
+from faceqa.app import policy
+from faceqa.app.cli import serve
+from faceqa.app.config import ServerConfig
+
+GROUP = (EXAMPLES / "group.jpg").read_bytes()
+KEYS = ("key-one", "key-two")
+AUTH = {"Authorization": "Bearer key-one"}
+
+
+def big_jpeg(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (120, 90, 60)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+class _Images(BaseHTTPRequestHandler):
+    """Serves the example photo, and the ways a remote image can go wrong."""
+
+    protocol_version = "HTTP/1.0"
+    redirect_away = ""  # set to a URL on a host that is not allowed
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        routes = {
+            "/group.jpg": lambda: self._send(GROUP),
+            "/big": lambda: self._send(b"\xff" * 300_000),
+            "/big-unsized": lambda: self._send(b"\xff" * 300_000, sized=False),
+            "/slow": self._slow,
+            "/to-group": lambda: self._redirect("/group.jpg"),
+            "/to-away": lambda: self._redirect(self.redirect_away),
+            "/to-file": lambda: self._redirect("file:///etc/passwd"),
+            "/loop": lambda: self._redirect("/loop"),
+        }
+        routes.get(self.path, lambda: self.send_error(404))()
+
+    def _send(self, body: bytes, sized: bool = True) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        if sized:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _slow(self) -> None:
+        time.sleep(2.5)
+        self._send(GROUP)
+
+    def _redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def images_url():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Images)
+    server.daemon_threads = True
+    port = server.server_address[1]
+    _Images.redirect_away = f"http://localhost:{port}/group.jpg"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{port}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def guarded():
+    """Keys on, 127.0.0.1 allowed for image URLs, small limits."""
+    config = ServerConfig(api_keys=KEYS, allow_remote_hosts=("127.0.0.1",), remote_max_bytes=200_000,
+                          remote_timeout=1.0, max_body_bytes=600_000, max_images=2, max_pixels=2_000_000,
+                          max_messages=6, max_question_chars=200, request_timeout=20)
+    with running(config) as url, httpx.Client(base_url=url, headers=AUTH, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def default():
+    """Out-of-the-box settings, except a short request timeout (and a remote host to run into it)."""
+    config = ServerConfig(allow_remote_hosts=("127.0.0.1",), remote_timeout=10, request_timeout=0.5)
+    with running(config) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield client
+
+
+def refused(response: httpx.Response, status: int, code: str | None = None, param: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"]
+    if code is not None:
+        assert error["code"] == code, error
+    if param is not None:
+        assert error["param"] == param, error
+    return error
+
+
+def chat(client: httpx.Client, body: dict | str, **kwargs) -> httpx.Response:
+    if isinstance(body, str):
+        return client.post("/v1/chat/completions", content=body, headers={"Content-Type": "application/json"},
+                           **kwargs)
+    return client.post("/v1/chat/completions", json=body, **kwargs)
+
+
+# --- API keys ------------------------------------------------------------------------------------------
+
+
+def anonymous(client: httpx.Client, headers: dict | None = None) -> httpx.Client:
+    return httpx.Client(base_url=client.base_url, headers=headers, timeout=30)
+
+
+def test_health_is_open_and_everything_else_needs_a_key(guarded):
+    with anonymous(guarded) as client:
+        assert client.get("/health").status_code == 200
+        for path in ("/v1/models", "/metrics"):
+            error = refused(client.get(path), 401, "missing_api_key")
+            assert "Bearer" in error["message"]
+        refused(client.post("/v1/chat/completions", json=ask("hi", group_url())), 401)
+        refused(client.post("/v1/faces/analyze", json={"images": [group_url()]}), 401)
+
+
+@pytest.mark.parametrize("header", ["Bearer wrong", "Bearer key-one-and-more", "Basic key-one", "key-one",
+                                    "bearer KEY-ONE"])
+def test_wrong_keys_are_refused(guarded, header):
+    with anonymous(guarded, {"Authorization": header}) as client:
+        response = client.get("/v1/models")
+    refused(response, 401)
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_every_configured_key_works(guarded):
+    for key in KEYS:
+        with anonymous(guarded, {"Authorization": f"Bearer {key}"}) as client:
+            assert client.get("/v1/models").status_code == 200
+
+
+def test_keys_are_compared_in_constant_time(monkeypatch):
+    calls = []
+
+    def spy(a, b):
+        calls.append((a, b))
+        return a == b
+
+    monkeypatch.setattr(policy.hmac, "compare_digest", spy)
+    policy.check_api_key("Bearer key-one", KEYS)
+    assert calls == [(b"key-one", b"key-one"), (b"key-one", b"key-two")]  # no early exit on the match
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "::", "example.org"])
+def test_listening_beyond_loopback_needs_a_key(host):
+    with pytest.raises(ValueError, match="API key"):
+        ServerConfig(host=host).check()
+    ServerConfig(host=host, api_keys=("k",)).check()
+    result = CliRunner().invoke(_cli(), ["--host", host], env={"FACEQA_API_KEY": ""})
+    assert result.exit_code == 2 and "API key" in result.output
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_loopback_needs_no_key(host):
+    ServerConfig(host=host).check()
+
+
+def _cli():
+    import typer
+
+    app = typer.Typer()
+    app.command()(serve)
+    return app
+
+
+# --- image URLs ----------------------------------------------------------------------------------------
+
+
+def test_remote_urls_are_refused_by_default():
+    fetcher = policy.ImageFetcher(ServerConfig())
+    import asyncio
+
+    with pytest.raises(policy.APIError) as caught:
+        asyncio.run(fetcher.fetch("https://example.com/face.jpg", "p"))
+    assert caught.value.status == 400 and caught.value.code == "image_url_forbidden"
+    assert "data: URL" in caught.value.message
+
+
+def test_an_allowed_host_is_fetched(guarded, images_url):
+    response = guarded.post("/v1/faces/analyze", json={"images": [f"{images_url}/group.jpg",
+                                                                  f"{images_url}/to-group"]})
+    assert response.status_code == 200, response.text
+    assert [len(item["faces"]) for item in response.json()["data"]] == [4, 4]
+
+
+@pytest.mark.parametrize(("path", "code", "words"), [
+    ("/big", "image_too_large", "larger than 200,000 bytes"),
+    ("/big-unsized", "image_too_large", "larger than 200,000 bytes"),
+    ("/slow", "image_url_timeout", "took over 1 s"),
+    ("/to-away", "image_url_forbidden", "redirect to host 'localhost'"),
+    ("/to-file", "image_url_forbidden", "non-http(s)"),
+    ("/loop", "image_url_unreachable", "redirected more than 3 times"),
+    ("/missing", "image_url_unreachable", "HTTP 404"),
+])
+def test_remote_images_within_limits_only(guarded, images_url, path, code, words):
+    error = refused(chat(guarded, ask("how old?", f"{images_url}{path}")), 400, code,
+                    "messages[0].content[1].image_url")
+    assert words in error["message"]
+
+
+def test_hosts_off_the_allow_list_are_refused(guarded, images_url):
+    port = images_url.rsplit(":", 1)[1]
+    error = refused(chat(guarded, ask("how old?", f"http://localhost:{port}/group.jpg")), 400,
+                    "image_url_forbidden")
+    assert "'localhost' is not on this server's allow-list" in error["message"]
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "/etc/passwd", str(EXAMPLES / "group.jpg"),
+                                 "faceqa/examples/group.jpg", "ftp://127.0.0.1/group.jpg", "C:\\faces\\a.jpg"])
+def test_files_and_other_schemes_are_refused(guarded, url):
+    refused(chat(guarded, ask("how old?", url)), 400, param="messages[0].content[1].image_url")
+
+
+# --- limits --------------------------------------------------------------------------------------------
+
+
+def test_body_size_limit(guarded):
+    body = json.dumps(ask("how old?", data_url(GROUP), data_url(GROUP), data_url(GROUP), data_url(GROUP)))
+    assert len(body) > 600_000
+    refused(chat(guarded, body), 413, "request_too_large")
+
+    def chunks():  # no Content-Length: the cap must hold while reading
+        for start in range(0, len(body), 65_536):
+            yield body[start:start + 65_536].encode()
+
+    refused(guarded.post("/v1/chat/completions", content=chunks(), headers={"Content-Type": "application/json"}),
+            413, "request_too_large")
+
+
+def test_images_per_request_limit(guarded):
+    small = data_url(big_jpeg(64, 64))
+    refused(chat(guarded, ask("how old?", small, small, small)), 400, "too_many_images")
+    turns = {"model": "faceqa-local", "messages": [
+        ask("how old?", small, small)["messages"][0], {"role": "assistant", "content": "..."},
+        ask("and now?", small)["messages"][0]]}
+    refused(chat(guarded, turns), 400, "too_many_images", "messages[2].content")
+    refused(guarded.post("/v1/faces/analyze", json={"images": [small] * 3}), 400, "too_many_images", "images")
+
+
+def test_pixels_per_image_limit(guarded):
+    error = refused(chat(guarded, ask("how old?", data_url(big_jpeg(2000, 1200)))), 400, "image_too_large",
+                    "messages[0].content[1].image_url")
+    assert "2000x1200" in error["message"]
+
+
+def test_messages_per_request_limit(guarded):
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}] * 3
+    messages.append({"role": "user", "content": "how old?"})
+    refused(chat(guarded, {"model": "faceqa-local", "messages": messages}), 400, "too_many_messages")
+
+
+def test_question_length_limit(guarded):
+    refused(chat(guarded, ask("how old? " * 30, group_url())), 400, "question_too_long")
+
+
+def test_per_request_timeout(default, images_url):
+    start = time.monotonic()
+    refused(chat(default, ask("how old?", f"{images_url}/slow")), 408, "request_timeout")
+    assert time.monotonic() - start < 2.0
+    assert default.get("/health").status_code == 200
+
+
+# --- bad requests never get a 500 ----------------------------------------------------------------------
+
+
+BAD = [
+    ("{not json", 400, "invalid_json", None),
+    ("[1, 2]", 400, "invalid_value", None),
+    ('{"model": "faceqa-local"}', 400, "invalid_value", "messages"),
+    ('{"model": "faceqa-local", "messages": []}', 400, "invalid_value", "messages"),
+    ('{"model": 7, "messages": [{"role": "user", "content": "hi"}]}', 400, "invalid_value", "model"),
+    ('{"model": "faceqa-local", "n": "2", "messages": [{"role": "user", "content": "hi"}]}', 400, None, "n"),
+    ('{"model": "faceqa-local", "n": 99, "messages": [{"role": "user", "content": "hi"}]}', 400, None, "n"),
+    ('{"model": "faceqa-local", "messages": [{"role": "robot", "content": "hi"}]}', 400, None, None),
+    ('{"model": "faceqa-local", "messages": [{"role": "user", "content": [{"type": "audio"}]}]}', 400, None, None),
+    ('{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}', 404, "model_not_found", "model"),
+    ('{"model": "faceqa-vlm", "messages": [{"role": "user", "content": "hi"}]}', 400, "model_not_configured",
+     "model"),
+    ('{"model": "faceqa-local", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", '
+     '"content": "hello"}]}', 400, None, "messages[1]"),
+    ('{"model": "faceqa-local", "messages": [{"role": "user", "content": "hi"}], "response_format": '
+     '{"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 12}}}}', 400, "invalid_schema", None),
+    ('{"model": "faceqa-local", "messages": [{"role": "user", "content": "hi"}], "response_format": '
+     '{"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "required": ["mood"]}}}}',
+     400, "response_format_unsatisfiable", None),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "code", "param"), BAD)
+def test_malformed_requests(guarded, body, status, code, param):
+    refused(chat(guarded, body), status, code, param)
+
+
+@pytest.mark.parametrize(("url", "code", "words"), [
+    (data_url(b"hello, not an image", "image/png"), "invalid_image", "not an image"),
+    (data_url(GROUP[: len(GROUP) // 2]), "invalid_image", "truncated"),
+    (data_url(b""), "invalid_image", "no image data"),
+    (data_url(GROUP, "text/plain"), "invalid_image", "not an image"),
+    ("data:image/jpeg;base64,@@@not-base64@@@", "invalid_image", "not valid base64"),
+    ("data:image/jpeg," + "x" * 20, "invalid_image", "base64-encoded"),
+    ("data:nonsense", "invalid_image", "malformed"),
+])
+def test_bad_images(guarded, url, code, words):
+    error = refused(chat(guarded, ask("how old?", url)), 400, code, "messages[0].content[1].image_url")
+    assert words in error["message"]
+
+
+def test_images_only_in_user_messages(guarded):
+    body = {"model": "faceqa-local", "messages": [
+        {"role": "system", "content": [{"type": "image_url", "image_url": {"url": group_url()}}]},
+        {"role": "user", "content": "how old?"}]}
+    refused(chat(guarded, body), 400, "invalid_value", "messages[0].content")
+
+
+def test_the_server_keeps_serving_after_bad_requests(guarded):
+    for body, *_ in BAD:
+        chat(guarded, body)
+    response = chat(guarded, ask("How many people are in the photo?", group_url()))
+    assert response.status_code == 200
+    assert response.json()["faceqa"]["faces"] == [1, 2, 3, 4] or "4" in response.json()["choices"][0]["message"][
+        "content"]
+    metrics = guarded.get("/metrics").text
+    assert 'faceqa_http_errors_total{code="invalid_json",route="/v1/chat/completions"}' in metrics
+
+
+# --- privacy -------------------------------------------------------------------------------------------
+
+
+def test_images_stay_out_of_logs_errors_and_disk(guarded, caplog):
+    written = []
+    watching = threading.Event()
+
+    def audit(event, args):
+        if watching.is_set() and event == "open" and isinstance(args[1], str) and set(args[1]) & set("wax+"):
+            written.append(args[0])
+
+    sys.addaudithook(audit)
+    encoded = group_url()
+    payload = encoded.split(",", 1)[1]
+    caplog.set_level(logging.DEBUG)
+    watching.set()
+    try:
+        ok = chat(guarded, ask("How old is the person on the left?", encoded), headers={"X-Request-ID": "req-42"})
+        bad = chat(guarded, ask("How old?", data_url(GROUP[:5000])))
+        typed = chat(guarded, {"model": "faceqa-local", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": [payload[:2000]]}}]}]})
+    finally:
+        watching.clear()
+    assert ok.status_code == 200 and ok.headers["x-request-id"] == "req-42"
+    assert bad.status_code == 400 and typed.status_code == 400
+    assert payload[:2000] not in typed.text
+    assert written == []
+    logged = caplog.text
+    assert "req-42" in logged
+    for chunk in (payload[:64], payload[5000:5064], payload[-64:]):
+        assert chunk not in logged
