@@ -1,0 +1,20 @@
+"""The assistant: route a question to faces and attributes, then compose the answer and its reasoning."""
+
+from .assistant import Assistant, AttributeEngine
+from .conversation import Conversation
+from .cot import CoT, compose_cot
+from .plan import FaceRef, Plan
+from .resolver import ReferentResolver
+from .router import route
+
+__all__ = [
+    "Assistant",
+    "AttributeEngine",
+    "CoT",
+    "Conversation",
+    "FaceRef",
+    "Plan",
+    "ReferentResolver",
+    "compose_cot",
+    "route",
+]

@@ -1,0 +1,58 @@
+"""Conversation memory: the photos of a chat and the faces last talked about, as plain JSON.
+
+A server or app keeps one per chat (`conversation.model_dump_json()` /
+`Conversation.model_validate_json(...)`). Identity embeddings are biometric templates:
+they are dropped before a report is stored here, and recomputed from the photo when a
+later question needs them.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from faceqa.schema import ImageReport
+
+from .plan import FaceRef, Plan
+
+
+class Turn(BaseModel):
+    question: str
+    answer: str
+    task: str
+    faces: list[FaceRef] = Field(default_factory=list)
+
+
+class Conversation(BaseModel):
+    reports: list[ImageReport] = Field(
+        default_factory=list, description="The chat's photos, in order (photo 1, 2, ...)."
+    )
+    focus: list[FaceRef] = Field(default_factory=list, description="Faces the last answer was about.")
+    last_intent: str | None = None
+    last_attributes: list[str] = Field(default_factory=list)
+    turns: list[Turn] = Field(default_factory=list)
+
+    def set_images(self, reports: list[ImageReport]) -> None:
+        """Photos sent with a question. The same photos again (an app resending them) keep the thread;
+        new photos start a new subject, since the faces talked about before are no longer there."""
+        reports = [_without_embeddings(r) for r in reports]
+        if reports == self.reports:
+            return
+        self.reports = reports
+        self.focus = []
+        self.last_intent = None
+        self.last_attributes = []
+
+    def remember(self, question: str, answer: str, plan: Plan) -> None:
+        """Keep what a follow-up may refer to. An answer that found nobody keeps the previous focus."""
+        if plan.targets and plan.status == "ok":
+            self.focus = list(plan.targets)
+        if plan.intent not in ("help",) and plan.status == "ok":
+            self.last_intent = plan.intent
+            self.last_attributes = list(plan.attributes)
+        self.turns.append(Turn(question=question, answer=answer, task=plan.intent, faces=list(plan.targets)))
+
+
+def _without_embeddings(report: ImageReport) -> ImageReport:
+    if not any(f.embedding for f in report.faces):
+        return report
+    return report.model_copy(update={"faces": [f.model_copy(update={"embedding": None}) for f in report.faces]})
