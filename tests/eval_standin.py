@@ -11,8 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import multiprocessing
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,6 +56,7 @@ class StandIn:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out at once: no delayed-ACK stalls
 
             def log_message(self, *_: object) -> None:
                 pass
@@ -67,7 +70,11 @@ class StandIn:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                if self.path.rstrip("/").endswith("/models"):
+                if self.path.rstrip("/").endswith("/standin/hits"):
+                    with standin._lock:
+                        hits = [[digest, prompt, n] for (digest, prompt), n in standin.hits.items()]
+                    self._send(200, {"hits": hits})
+                elif self.path.rstrip("/").endswith("/models"):
                     self._send(200, {"object": "list", "data": [{"id": "standin", "object": "model"}]})
                 else:
                     self._send(404, {"error": {"message": "not found"}})
@@ -97,3 +104,42 @@ class StandIn:
                 })
 
         return Handler
+
+
+def _serve(answer: Answer, delay: float, connection) -> None:
+    with StandIn(answer, delay) as server:
+        connection.send(server.base_url)
+        connection.recv()  # until the parent says stop (or dies: recv raises EOFError)
+
+
+class StandInProcess:
+    """The same server in a forked child: its own interpreter and GIL, as a real model server has.
+
+    Benchmarks use it so the client's cost is measured alone, not the server's too.
+    """
+
+    def __init__(self, answer: Answer, delay: float = 0.0):
+        context = multiprocessing.get_context("fork")
+        self._connection, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(answer, delay, child), daemon=True)
+        self.base_url = ""
+
+    @property
+    def hits(self) -> Counter:
+        with urllib.request.urlopen(f"{self.base_url}/standin/hits", timeout=30) as response:
+            return Counter({(d, p): n for d, p, n in json.load(response)["hits"]})
+
+    @property
+    def requests(self) -> int:
+        return sum(self.hits.values())
+
+    def __enter__(self) -> StandInProcess:
+        self._process.start()
+        self.base_url = self._connection.recv()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._connection.send("stop")
+        self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.terminate()

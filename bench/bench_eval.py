@@ -1,0 +1,138 @@
+"""Evaluator benchmark: concurrency speed-up against a fixed-latency endpoint, and resumption without repeats.
+
+A stand-in OpenAI-compatible server on 127.0.0.1, in its own process as a real model
+server is, answers every chat request after a fixed delay (50 ms), so wall time is
+dominated by waiting. In one run: the same items at concurrency 1 and 16 through the real
+`openai` client (target ratio >= 10x), then `faceqa eval run` in a subprocess,
+interrupted with SIGINT part-way and run again; the server's own request count
+proves no call was repeated.
+
+    python bench/bench_eval.py [--items 2000] [--delay 0.05] [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from eval_standin import StandInProcess, image_digest  # noqa: E402
+
+from faceqa.eval.cache import PredictionCache  # noqa: E402
+from faceqa.eval.openai_predictor import OpenAIEndpointPredictor  # noqa: E402
+from faceqa.eval.runner import run_predictions  # noqa: E402
+from faceqa.finetune.readers import read_fairface  # noqa: E402
+from faceqa.prompts import templates  # noqa: E402
+
+TASK = "gender"
+
+
+def fixture(root: Path, n: int) -> dict[str, str]:
+    """n distinct tiny images in FairFace's layout; returns image sha256 -> gender."""
+    (root / "val").mkdir(parents=True)
+    truth, rows = {}, []
+    for i in range(n):
+        path = root / "val" / f"{i}.png"
+        pixels = np.array([[[i % 256, (i // 256) % 256, 7]]], dtype=np.uint8).repeat(4, 0).repeat(4, 1)
+        Image.fromarray(pixels).save(path)
+        gender = ("Male", "Female")[i % 2]
+        rows.append([f"val/{i}.png", "20-29", gender, "White"])
+        truth[image_digest(path.read_bytes())] = gender
+    with (root / "fairface_label_val.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([["file", "age", "gender", "race"], *rows])
+    return truth
+
+
+def timed_run(items: list, server: StandInProcess, concurrency: int, cache: Path) -> dict:
+    predictor = OpenAIEndpointPredictor(server.base_url, "standin")
+    before = server.requests
+    with PredictionCache(cache) as store:
+        stats = run_predictions(items, [TASK], predictor, store, concurrency=concurrency, progress=False)
+    predictor.close()
+    return {"concurrency": concurrency, "calls": stats.calls, "failed": stats.failed,
+            "server_requests": server.requests - before, "seconds": round(stats.wall_seconds, 2),
+            "calls_per_second": round(stats.calls / stats.wall_seconds, 1)}
+
+
+def resume_run(dataset: Path, out: Path, server: StandInProcess, n: int, stop_after: int) -> dict:
+    command = [sys.executable, "-c", "from faceqa.eval.cli import app; app()", "run", str(dataset),
+               "--format", "fairface", "--out", str(out), "--tasks", TASK, "--concurrency", "16",
+               "--endpoint", server.base_url, "--model", "standin", "--no-progress", "--no-plots"]
+    cache = out / "predictions.jsonl"
+    before = server.hits
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not cache.exists() or len(cache.read_bytes().splitlines()) < stop_after):
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    saved = len(cache.read_bytes().splitlines())
+    first = server.requests - sum(before.values())
+    finished = subprocess.run(command, capture_output=True, timeout=600)
+    if finished.returncode != 0:
+        raise RuntimeError(f"resumed run failed: {finished.stderr.decode()[-2000:]}")
+    per_key = server.hits
+    per_key.subtract(before)
+    report = json.loads((out / "report.json").read_text())
+    return {
+        "interrupted_exit_code": process.returncode, "saved_before_interrupt": saved,
+        "requests_before_interrupt": first, "requests_after_resume": server.requests - sum(before.values()) - first,
+        "total_requests": sum(per_key.values()), "items": n,
+        "repeated_calls": sum(c - 1 for c in per_key.values() if c > 1),
+        "resumed_run_cached": report["run"]["cached"], "resumed_run_calls": report["run"]["calls"],
+        "accuracy": report["tasks"][TASK]["accuracy"],
+        "interrupt_message": stderr.decode().strip().splitlines()[-1] if stderr else "",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=2000)
+    parser.add_argument("--delay", type=float, default=0.05, help="server latency per request, seconds")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        truth = fixture(root / "fairface", args.items)
+        items = list(read_fairface(root / "fairface", splits=("val",)))
+        question = templates.question(TASK, "chat")
+
+        def answer(image: bytes, prompt: str) -> str:
+            assert prompt == question
+            return truth[image_digest(image)]
+
+        with StandInProcess(answer, delay=args.delay) as server:
+            fast = timed_run(items, server, 16, root / "c16.jsonl")
+            slow = timed_run(items, server, 1, root / "c1.jsonl")
+            resume = resume_run(root / "fairface", root / "run", server, args.items, stop_after=args.items // 4)
+
+    results = {
+        "items": args.items, "server_delay_ms": args.delay * 1000, "concurrency_16": fast, "concurrency_1": slow,
+        "speedup_16_vs_1": round(slow["seconds"] / fast["seconds"], 2),
+        "ideal_speedup": 16, "resume": resume,
+    }
+    print(json.dumps(results, indent=2))
+    ok = results["speedup_16_vs_1"] >= 10 and resume["repeated_calls"] == 0 and resume["total_requests"] == args.items
+    print(f"speed-up {results['speedup_16_vs_1']}x (target >= 10x); resumed run repeated "
+          f"{resume['repeated_calls']} calls ({resume['total_requests']} requests for {args.items} items): "
+          f"{'PASS' if ok else 'FAIL'}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    main()
