@@ -1,0 +1,313 @@
+"""Tiny randomly initialised VLM checkpoints, built offline in seconds.
+
+There is no model hub here, yet the whole serving path (processor, chat template,
+tokenizer, vLLM weight loading, LoRA) must be exercised on the real architectures.
+These folders have the exact layout of PaliGemma / LLaVA / Idefics3 checkpoints with
+every size shrunk; their outputs are random words and mean nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checkpoint import save_for_vllm
+
+ARCHS = ("paligemma", "llava", "idefics3")
+
+# Chat templates. PaliGemma checkpoints ship none (they are prefix-LM models, not chat
+# models), so servers must be given one; vLLM inserts PaliGemma's image tokens itself.
+# Templates begin with bos_token because OpenAI-style chat requests are tokenized
+# without special tokens (vLLM's default); PaliGemma's processor adds its own bos.
+PALIGEMMA_CHAT_TEMPLATE = (
+    "{%- for message in messages if message['role'] == 'user' -%}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for part in message['content'] if part['type'] == 'text' -%}{{ part['text'] }}"
+    "{%- endfor -%}{%- endif -%}"
+    "{%- endfor -%}"
+)
+LLAVA_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'user' -%}USER: {% elif message['role'] == 'assistant' -%}ASSISTANT: {% endif -%}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}"
+    "{%- for part in message['content'] if part['type'] in ('image', 'image_url') -%}<image>\n{% endfor -%}"
+    "{%- for part in message['content'] if part['type'] == 'text' -%}{{ part['text'] }}{%- endfor -%}"
+    "{%- endif -%}"
+    "{%- if message['role'] == 'assistant' -%}{{ eos_token }}{%- endif %} "
+    "{% endfor -%}"
+    "{%- if add_generation_prompt -%}ASSISTANT:{%- endif -%}"
+)
+IDEFICS3_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- for message in messages -%}"
+    "{{ message['role'] | capitalize }}:"
+    "{%- if message['content'] is string -%}{{ ' ' + message['content'] }}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'text' -%}{{ ' ' + part['text'] }}"
+    "{%- elif part['type'] in ('image', 'image_url') -%}<image>{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "<end_of_utterance>\n"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}Assistant:{%- endif -%}"
+)
+CHAT_TEMPLATES = {
+    "paligemma": PALIGEMMA_CHAT_TEMPLATE,
+    "llava": LLAVA_CHAT_TEMPLATE,
+    "idefics3": IDEFICS3_CHAT_TEMPLATE,
+}
+
+# A few lines in the register of faceqa's prompts and answers, so the tiny BPE learns
+# merges that look like real text; the model itself never learns from it.
+_CORPUS = """\
+How old does the person in this photo look? Answer with one age group.
+What emotion does the face show: neutral, happy, sad, surprise, fear, disgust, anger or contempt?
+Apparent gender: male or female. Apparent race: White, Black, Latino Hispanic, East Asian,
+Southeast Asian, Indian, Middle Eastern. Age groups 0-2 3-9 10-19 20-29 30-39 40-49 50-59 60-69 70+.
+Key observations: the inner brows are raised, the lip corners are pulled up, the cheeks are raised.
+Overall interpretation: the expression is consistent with happiness. Conclusion: happy.
+{"age_group": "30-39", "gender": "female", "emotion": "neutral", "race": "East Asian"}
+There are three people in the picture; the person on the left is smiling.
+"""
+
+
+@dataclass(frozen=True)
+class TinySize:
+    """Shrunk dimensions shared by all architectures.
+
+    head_dim 32 because vLLM's CPU attention kernels only accept a few head sizes;
+    image_size/patch_size give 16 patches per image so prompts stay short.
+    """
+
+    hidden: int = 64
+    intermediate: int = 128
+    layers: int = 2
+    heads: int = 2
+    kv_heads: int = 1
+    head_dim: int = 32
+    image_size: int = 32
+    patch_size: int = 8
+    bpe_vocab: int = 400
+    max_positions: int = 512
+
+
+def _special_tokens(arch: str) -> list[str]:
+    tokens = ["<pad>", "<bos>", "<eos>", "<unk>", "<image>"]
+    if arch == "idefics3":
+        tokens += ["<fake_token_around_image>", "<end_of_utterance>", "<global-img>"]
+        tokens += [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
+    return tokens
+
+
+def _tokenizer(arch: str, size: TinySize):
+    """A byte-level BPE trained on `_CORPUS`, wrapped as a transformers fast tokenizer.
+
+    "\\n" is an added token because vLLM's PaliGemma looks the literal "\\n" up in the
+    vocabulary to terminate the prefix (byte-level BPE would otherwise spell it "Ċ").
+    """
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = _special_tokens(arch)
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=size.bpe_vocab,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS.splitlines(), trainer=trainer)
+    tok.add_tokens([AddedToken("\n", normalized=False)])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_special_tokens={"image_token": "<image>"} if arch != "idefics3" else None,
+        add_bos_token=False,
+        add_eos_token=False,
+        model_max_length=size.max_positions,
+    )
+    if arch == "idefics3":
+        fast.add_special_tokens({"additional_special_tokens": specials[4:]})
+    return fast
+
+
+def _image_processor(arch: str, size: TinySize):
+    """PIL-backed image processors: the same pixels whether or not torchvision is installed.
+
+    With torchvision present (the vLLM venv) transformers would pick its torchvision
+    resize, whose interpolation differs slightly from PIL's; greedy parity between
+    TransformersBackend and vLLM needs identical inputs.
+    """
+    from transformers import CLIPImageProcessorPil, Idefics3ImageProcessorPil, SiglipImageProcessorPil
+
+    side = {"height": size.image_size, "width": size.image_size}
+    if arch == "paligemma":
+        proc = SiglipImageProcessorPil(size=side, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+        proc.image_seq_length = (size.image_size // size.patch_size) ** 2
+        return proc
+    if arch == "llava":
+        return CLIPImageProcessorPil(size={"shortest_edge": size.image_size}, crop_size=side)
+    return Idefics3ImageProcessorPil(
+        size={"longest_edge": size.image_size},
+        max_image_size={"longest_edge": size.image_size},
+        do_image_splitting=False,
+    )
+
+
+def _processor(arch: str, size: TinySize):
+    from transformers import Idefics3Processor, LlavaProcessor, PaliGemmaProcessor
+
+    tokenizer = _tokenizer(arch, size)
+    image_processor = _image_processor(arch, size)
+    template = CHAT_TEMPLATES[arch]
+    if arch == "paligemma":
+        return PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=template)
+    if arch == "llava":
+        return LlavaProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            patch_size=size.patch_size,
+            vision_feature_select_strategy="default",
+            num_additional_image_tokens=1,
+            chat_template=template,
+        )
+    scale = 2
+    return Idefics3Processor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        image_seq_len=(size.image_size // size.patch_size) ** 2 // scale**2,
+        chat_template=template,
+    )
+
+
+def _config(arch: str, size: TinySize, tokenizer):
+    from transformers import (
+        CLIPVisionConfig,
+        GemmaConfig,
+        Idefics3Config,
+        Idefics3VisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        PaliGemmaConfig,
+        SiglipVisionConfig,
+    )
+
+    vocab = -(-len(tokenizer) // 64) * 64  # room for every added token, padded like real vocabularies
+    text = {
+        "hidden_size": size.hidden,
+        "intermediate_size": size.intermediate,
+        "num_hidden_layers": size.layers,
+        "num_attention_heads": size.heads,
+        "num_key_value_heads": size.kv_heads,
+        "head_dim": size.head_dim,
+        "vocab_size": vocab,
+        "max_position_embeddings": size.max_positions,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    vision = {
+        "hidden_size": size.hidden,
+        "intermediate_size": size.intermediate,
+        "num_hidden_layers": size.layers,
+        "num_attention_heads": size.heads,
+        "image_size": size.image_size,
+        "patch_size": size.patch_size,
+    }
+    image_token = tokenizer.convert_tokens_to_ids("<image>")
+    if arch == "paligemma":
+        return PaliGemmaConfig(
+            vision_config=SiglipVisionConfig(**vision, vision_use_head=False),
+            text_config=GemmaConfig(**text),
+            image_token_index=image_token,
+            vocab_size=vocab,
+            projection_dim=size.hidden,
+            hidden_size=size.hidden,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    if arch == "llava":
+        return LlavaConfig(
+            vision_config=CLIPVisionConfig(**vision, projection_dim=size.hidden),
+            text_config=LlamaConfig(**text, tie_word_embeddings=False),
+            image_token_index=image_token,
+            vision_feature_select_strategy="default",
+            vision_feature_layer=-2,
+            image_seq_length=(size.image_size // size.patch_size) ** 2,
+        )
+    return Idefics3Config(
+        vision_config=Idefics3VisionConfig(**vision),
+        text_config=LlamaConfig(**text, tie_word_embeddings=False),
+        image_token_id=image_token,
+        scale_factor=2,
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def _model_class(arch: str):
+    from transformers import (
+        Idefics3ForConditionalGeneration,
+        LlavaForConditionalGeneration,
+        PaliGemmaForConditionalGeneration,
+    )
+
+    return {
+        "paligemma": PaliGemmaForConditionalGeneration,
+        "llava": LlavaForConditionalGeneration,
+        "idefics3": Idefics3ForConditionalGeneration,
+    }[arch]
+
+
+def make_tiny_vlm(arch: str, out: Path, seed: int = 0, size: TinySize | None = None) -> Path:
+    """Write a randomly initialised `arch` checkpoint folder (config, weights, processor) to `out`."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    import torch
+
+    size = size or TinySize()
+    processor = _processor(arch, size)
+    config = _config(arch, size, processor.tokenizer)
+    torch.manual_seed(seed)
+    model = _model_class(arch)(config).to(torch.float32).eval()
+    model.generation_config.do_sample = False
+    return save_for_vllm(model, processor, out)
+
+
+def make_tiny_lora(base: Path, out: Path, seed: int = 0, rank: int = 8) -> Path:
+    """Write a PEFT LoRA adapter for `base` that touches the language model only.
+
+    vLLM applies LoRA to the language model of multimodal models (tower/connector
+    LoRA is an experimental opt-in), so the adapter targets only language-model
+    projections. Weights are random and non-zero (PEFT's default leaves B at zero,
+    which would make the adapter a no-op) so greedy output visibly changes.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig
+
+    base, out = Path(base), Path(out)
+    arch = AutoConfig.from_pretrained(base).model_type
+    model = _model_class(arch).from_pretrained(base, dtype=torch.float32)
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=4 * rank,
+        target_modules=r".*(language_model|text_model).*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)",
+        init_lora_weights=False,
+        lora_dropout=0.0,
+    )
+    torch.manual_seed(seed)
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_" in name:
+                param.normal_(0.0, 0.3)
+    peft_model.save_pretrained(out)
+    return out
