@@ -1,0 +1,173 @@
+"""A VLM behind any OpenAI-compatible chat endpoint: vLLM, faceqa's own API, a hosted model.
+
+Images travel as base64 `data:` URLs in `image_url` parts, so the server needs no
+access to our files and nothing is written to disk. Retries with exponential
+back-off on 429, 5xx, timeouts and connection errors are the official `openai`
+client's own (it also honours `Retry-After`); this class adds a limit on requests
+in flight, so a batch cannot flood a server that queues poorly.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+import openai
+
+from .base import (
+    Completion,
+    GenerationParams,
+    ImageLike,
+    Message,
+    PromptOrMessages,
+    VLMBackend,
+    VLMError,
+    VLMRequest,
+    to_messages,
+    to_pil,
+)
+
+
+def image_data_url(image: ImageLike, fmt: Literal["png", "jpeg"] = "png") -> str:
+    """Encode an image as a `data:` URL; PNG is lossless, JPEG is smaller."""
+    pil = to_pil(image)
+    buffer = io.BytesIO()
+    pil.save(buffer, format="PNG" if fmt == "png" else "JPEG", quality=95)
+    return f"data:image/{fmt};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class OpenAIBackend(VLMBackend):
+    """Chat completions against `base_url` (e.g. `http://127.0.0.1:8000/v1`).
+
+    `model` is the served model name or a LoRA adapter name registered with the
+    server; when omitted, the server's first listed model is used.
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        max_retries: int = 3,
+        concurrency: int = 8,
+        image_format: Literal["png", "jpeg"] = "png",
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if image_format not in ("png", "jpeg"):
+            raise ValueError(f"image_format must be 'png' or 'jpeg', got {image_format!r}")
+        self.base_url = base_url
+        self.concurrency = concurrency
+        self.image_format = image_format
+        self.timeout = timeout
+        # vLLM ignores the key unless started with --api-key; the client insists on one.
+        self.client = openai.OpenAI(
+            base_url=base_url, api_key=api_key or "EMPTY", timeout=timeout, max_retries=max_retries
+        )
+        self._model = model
+        self._in_flight = threading.BoundedSemaphore(concurrency)
+
+    @property
+    def model(self) -> str:
+        if self._model is None:
+            try:
+                models = self.client.models.list().data
+            except openai.OpenAIError as error:
+                raise VLMError(f"cannot list models at {self.base_url}: {_short(str(error))}") from None
+            if not models:
+                raise VLMError(f"{self.base_url} serves no model")
+            self._model = models[0].id
+        return self._model
+
+    def _wire_messages(self, images: Sequence[ImageLike], prompt: PromptOrMessages) -> list[Message]:
+        """OpenAI messages with each `{"type": "image"}` part replaced by its data URL, in order."""
+        urls = iter([image_data_url(image, self.image_format) for image in images])
+        wire = []
+        for message in to_messages(images, prompt):
+            content = message["content"]
+            if isinstance(content, list):
+                content = [
+                    {"type": "image_url", "image_url": {"url": next(urls)}} if part.get("type") == "image" else part
+                    for part in content
+                ]
+            wire.append({**message, "content": content})
+        return wire
+
+    def _request_kwargs(self, params: GenerationParams) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+        }
+        if params.seed is not None:
+            kwargs["seed"] = params.seed
+        if params.stop:
+            kwargs["stop"] = list(params.stop)
+        if params.json_schema is not None:
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": params.json_schema, "strict": True},
+            }
+        if params.choices is not None:
+            # vLLM's extension; the pre-0.12 `guided_choice` field no longer exists.
+            kwargs["extra_body"] = {"structured_outputs": {"choice": list(params.choices)}}
+        return kwargs
+
+    def complete(
+        self, images: Sequence[ImageLike], prompt: PromptOrMessages, params: GenerationParams | None = None
+    ) -> Completion:
+        params = params or GenerationParams()
+        messages = self._wire_messages(images, prompt)
+        with self._in_flight:
+            try:
+                response = self.client.chat.completions.create(
+                    model=self.model, messages=messages, **self._request_kwargs(params)
+                )
+            except openai.APITimeoutError:
+                raise VLMError(f"{self.base_url}: no answer within {self.timeout:g} s (retries exhausted)") from None
+            except openai.APIConnectionError:
+                raise VLMError(f"cannot reach {self.base_url} (retries exhausted)") from None
+            except openai.APIStatusError as error:
+                raise VLMError(
+                    f"{self.base_url} answered {error.status_code}: {_short(str(error.message))}"
+                ) from None
+        if not response.choices:
+            raise VLMError(f"{self.base_url} returned no choices")
+        choice = response.choices[0]
+        usage = response.usage
+        return Completion(
+            text=choice.message.content or "",
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            finish_reason=choice.finish_reason or "stop",
+        )
+
+    def complete_batch(
+        self, requests: Sequence[VLMRequest], params: GenerationParams | None = None
+    ) -> list[Completion | VLMError]:
+        """Send up to `concurrency` requests at once; results keep the input order."""
+
+        def one(request: VLMRequest) -> Completion | VLMError:
+            try:
+                return self.complete(request.images, request.prompt, params)
+            except VLMError as error:
+                return error
+            except (ValueError, TypeError) as error:
+                return VLMError(str(error))
+
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(requests)))) as pool:
+            return list(pool.map(one, requests))
+
+    def close(self) -> None:
+        self.client.close()
