@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.tools import BaseTool, ToolException
-from pydantic import BaseModel, Field, PrivateAttr
+from pydantic import BaseModel, Field
 
 from faceqa.images import BadImage, load_image
 from faceqa.schema import ImageReport
@@ -43,7 +43,6 @@ class FaceAnalysisTool(BaseTool):
     handle_tool_error: bool = True
     image_dir: Path | None = Field(None, description="If set, file paths must lie inside this folder.")
     assistant: Any = Field(None, description="A faceqa Assistant to use; one over the embedded engine by default.")
-    _engine: Any = PrivateAttr(None)
 
     def _run(self, image: str, question: str | None = None, run_manager: Any = None) -> tuple[str, dict]:
         rgb = self._load(image)
@@ -51,7 +50,7 @@ class FaceAnalysisTool(BaseTool):
         if question and question.strip():
             answer = assistant.answer([rgb], question.strip())
             return answer_text(answer), answer.model_dump(mode="json")
-        report = assistant.engine.analyze(rgb)
+        [(_, report)] = assistant.analyze(rgb)
         return _summary(report), report.model_dump(mode="json", exclude_none=True)
 
     def _assistant(self) -> Any:

@@ -71,22 +71,25 @@ class AnalysisCache:
 
 
 class Worker:
-    """One engine and the assistants over it, one per served model; used by one thread at a time."""
+    """One engine, the assistant over it and the attribute engine of each served model.
+
+    Used by one thread at a time. The assistant is given finished reports, so it never
+    runs a model itself: the worker analyses (and caches) each photo once per model.
+    """
 
     def __init__(self, config: ServerConfig):
         from faceqa.assistant import Assistant
 
         self.engine = FaceEngine(EngineConfig(threads=config.threads)).load()
+        self.assistant = Assistant(engine=self.engine)
         self.attributes = {LOCAL_MODEL: None}
         if VLM_MODEL in config.models:
             self.attributes[VLM_MODEL] = _vlm_attributes(config)
-        self.assistants = {model: Assistant(engine=self.engine, attributes=attributes)
-                           for model, attributes in self.attributes.items()}
 
 
 def _vlm_attributes(config: ServerConfig):
     from faceqa.vlm.attributes import VLMAttributes
-    from faceqa.vlm.backends import OpenAIBackend
+    from faceqa.vlm.openai_backend import OpenAIBackend
 
     backend = OpenAIBackend(base_url=config.vlm_base_url, model=config.vlm_model, api_key=config.vlm_api_key)
     return VLMAttributes(backend)
@@ -169,15 +172,48 @@ class Service:
     def _converse(self, worker: Worker, model: str, turns: list[Turn], images: list[Image]) -> Answer:
         from faceqa.assistant import Conversation
 
-        assistant = worker.assistants[model]
+        if not images:
+            raise APIError(400, "there is no photo in the conversation: add one as an image_url part of a user "
+                           "message", param="messages", code="no_image")
         reports = [self._report(worker, model, image) for image in images]
         conversation = Conversation()
-        seen = 0
-        for turn in turns[:-1]:
+        seen = given = 0
+        for number, turn in enumerate(turns, start=1):
             seen += len(turn.images)
-            if turn.question:
-                assistant.answer(reports[:seen], turn.question, conversation)
-        return assistant.answer(reports, turns[-1].question, conversation)
+            if not seen or (not turn.question and number < len(turns)):
+                continue  # nothing to replay before the first photo, or for a photo sent without a question
+            if number == len(turns):
+                context = conversation if seen == given else None  # new photos will reset the focus
+                reports = self._with_identities(worker, turn.question, reports[:seen], images, context)
+            # New photos start a new subject in the conversation; a follow-up passes none, keeping its focus.
+            new = reports[:seen] if seen > given else None
+            given = seen
+            if new is None:
+                conversation.reports = reports[:seen]
+            answer = worker.assistant.answer(new, turn.question, conversation)
+        return answer
+
+    def _with_identities(self, worker: Worker, question: str, reports: list[ImageReport], images: list[Image],
+                         conversation) -> list[ImageReport]:
+        """Reports with identity embeddings for the faces a same-person question compares.
+
+        Embeddings cost more than the rest of the analysis, so they are computed only when the
+        question needs them; the conversation (which may outlive a request elsewhere) never keeps
+        them, and this request still has its photos, so they are recomputed here.
+        """
+        from faceqa.assistant import route
+
+        plan = route(question, reports, conversation)
+        if plan.comparison != "same_person" or plan.status != "ok":
+            return reports
+        reports = list(reports)
+        for number in sorted({ref.image for ref in plan.targets}):
+            rgb = load_image(images[number - 1].data, max_pixels=self.config.max_pixels)
+            wanted = {ref.face for ref in plan.targets if ref.image == number}
+            faces = [f.model_copy(update={"embedding": worker.engine.embed(rgb, f)}) if f.id in wanted else f
+                     for f in reports[number - 1].faces]
+            reports[number - 1] = reports[number - 1].model_copy(update={"faces": faces})
+        return reports
 
     def _report(self, worker: Worker, model: str, image: Image, embeddings: bool = False) -> ImageReport:
         key = (model, image.digest, embeddings)
