@@ -54,14 +54,22 @@ def _records(path: Path, format: str, split: str | None, columns: str | None, at
         options["csv_path"] = affectnet_csv
     elif format == "rafdb":
         options["variant"] = variant
+    elif format == "built":
+        options["split"] = split or "validation"
     records = read_dataset(format, path, audit=audit, **options)
     return (r for r in records if split is None or r.split == split)
 
 
-def _predictor(engine: bool, endpoint: str | None, model: str | None, api_key: str, style: str,
-               max_tokens: int) -> Predictor:
-    if engine == bool(endpoint):
-        raise typer.BadParameter("choose one model: --engine, or --endpoint URL with --model NAME")
+def _predictor(engine: bool, endpoint: str | None, model: str | None, api_key: str, transformers: Path | None,
+               adapter: Path | None, style: str, max_tokens: int) -> Predictor:
+    if engine + bool(endpoint) + bool(transformers) != 1:
+        raise typer.BadParameter("choose one model: --engine, --endpoint URL with --model NAME, or --transformers DIR")
+    if transformers:
+        from faceqa.eval.backend_predictor import VLMBackendPredictor
+        from faceqa.vlm.transformers_backend import TransformersBackend
+
+        name = f"transformers:{transformers.resolve().name}" + (f"+{adapter.resolve().name}" if adapter else "")
+        return VLMBackendPredictor(TransformersBackend(transformers, adapter=adapter), name, style, max_tokens)
     if engine:
         from faceqa.eval.engine_predictor import EngineVsLabels
 
@@ -94,10 +102,12 @@ def run(
     endpoint: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL, e.g. http://host:8000/v1.")] = None,
     model: Annotated[str | None, typer.Option(help="Model name at the endpoint.")] = None,
     api_key: Annotated[str, typer.Option(envvar="OPENAI_API_KEY", help="Endpoint key.")] = "EMPTY",
+    transformers: Annotated[Path | None, typer.Option(help="Evaluate a local checkpoint folder in-process.")] = None,
+    adapter: Annotated[Path | None, typer.Option(help="LoRA adapter folder for --transformers.")] = None,
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks.")] = ",".join(TASKS),
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N images.")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Calls in flight at once.")] = 8,
-    split: Annotated[str | None, typer.Option(help="Only this split (FairFace: train or val; default val).")] = None,
+    split: Annotated[str | None, typer.Option(help="Only this split (FairFace: val; built: validation).")] = None,
     columns: Annotated[str | None, typer.Option(help="CSV mapping, e.g. image=file,race=eth,age=years.")] = None,
     attribute: Annotated[str | None, typer.Option(help="Image folder: the attribute its folders name.")] = None,
     affectnet_csv: Annotated[Path | None, typer.Option(help="AffectNet CSV (else per-class folders).")] = None,
@@ -120,7 +130,7 @@ def run(
 
     config = EvalConfig(_parse_tasks(tasks), limit, concurrency, seed, bootstrap, min_group_size, plots, progress)
     try:
-        predictor = _predictor(engine, endpoint, model, api_key, prompt_style, max_tokens)
+        predictor = _predictor(engine, endpoint, model, api_key, transformers, adapter, prompt_style, max_tokens)
     except ValueError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from None

@@ -12,8 +12,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from faceqa.eval.predictor import Prediction, Predictor
-from faceqa.eval.runner import UnusableInput
+from faceqa.eval.predictor import Prediction, Predictor, UnusableInput, encoded_image
 from faceqa.finetune.readers import FaceRecord
 from faceqa.images import BadImage
 from faceqa.schema import FaceReport, ImageReport
@@ -39,7 +38,7 @@ class EngineVsLabels(Predictor):
                 return self._recent[item.key]
             started = time.perf_counter()
             try:
-                report = self.engine.analyze(item.image)
+                report = self.engine.analyze(encoded_image(item))
             except BadImage as error:
                 raise UnusableInput(str(error)) from None
             self._recent[item.key] = (report, time.perf_counter() - started)

@@ -12,23 +12,16 @@ from __future__ import annotations
 import base64
 import mimetypes
 import time
-from pathlib import Path
 from typing import Any
 
-from faceqa.eval.predictor import TASKS, Prediction, Predictor
-from faceqa.eval.runner import UnusableInput
+from faceqa.eval.predictor import IMAGE, Prediction, Predictor, answered, encoded_image, prompts
 from faceqa.finetune.readers import FaceRecord
 
 
-def data_url(path: Path) -> str:
-    """The file's bytes as a data URL; the endpoint decodes it, the evaluator never does."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise UnusableInput(f"{path}: {error.strerror or error}") from None
-    if not data:
-        raise UnusableInput(f"{path}: empty file (0 bytes)")
-    mime = mimetypes.guess_type(path.name)[0] or "image/jpeg"
+def data_url(item: FaceRecord) -> str:
+    """The image's encoded bytes as a data URL; the endpoint decodes it, the evaluator never does."""
+    data = encoded_image(item)
+    mime = mimetypes.guess_type(item.image.name)[0] or "image/jpeg"
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
@@ -39,10 +32,7 @@ class OpenAIEndpointPredictor(Predictor):
                  max_tokens: int = 64, timeout: float = 60.0, max_retries: int = 2, name: str | None = None):
         from openai import OpenAI
 
-        from faceqa.prompts import templates
-
-        self.questions = {task: templates.question(task, style) for task in TASKS}
-        self.system = templates.system_prompt() if style == "chat" else None
+        self.prompts = prompts(style)
         self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
         self.model, self.max_tokens = model, max_tokens
         self.name = name or (model if style == "chat" else f"{model}[{style}]")
@@ -54,13 +44,9 @@ class OpenAIEndpointPredictor(Predictor):
     def predict(self, item: FaceRecord, task: str) -> Prediction:
         from openai.types.chat import ChatCompletion
 
-        from faceqa.prompts.parser import parse_answer
-
-        messages = [{"role": "system", "content": self.system}] if self.system else []
-        messages.append({"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": data_url(item.image)}},
-            {"type": "text", "text": self.questions[task]},
-        ]})
+        image = {"type": "image_url", "image_url": {"url": data_url(item)}}
+        messages = [m if m["role"] != "user" else {**m, "content": [image if p == IMAGE else p for p in m["content"]]}
+                    for m in self.prompts[task]]
         body = {"model": self.model, "messages": messages, "temperature": 0.0, "max_tokens": self.max_tokens}
         started = time.perf_counter()
         # The same client and wire format as chat.completions.create (retries, auth, timeouts, a typed
@@ -68,11 +54,7 @@ class OpenAIEndpointPredictor(Predictor):
         # ~2 ms of CPU per call: at concurrency 16 on a fast server that, not the server, was the limit.
         response = self.client.post("/chat/completions", body=body, cast_to=ChatCompletion)
         latency = time.perf_counter() - started
-        text = response.choices[0].message.content or "" if response.choices else ""
-        parsed = parse_answer(task, text)
-        if parsed.ok:
-            return Prediction(parsed.label, latency, text=text)
-        return Prediction(None, latency, text=text, reason=parsed.reason)
+        return answered(task, response.choices[0].message.content or "" if response.choices else "", latency)
 
     def close(self) -> None:
         self.client.close()

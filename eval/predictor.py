@@ -14,6 +14,36 @@ from typing import Any
 from faceqa.finetune.readers import FaceRecord
 
 TASKS = ("race", "gender", "age_group", "emotion")
+IMAGE = {"type": "image"}  # where the image goes in a prompt; each adapter sends it its own way
+
+
+def prompts(style: str = "chat") -> dict[str, list[dict[str, Any]]]:
+    """Per task, the chat messages that ask it, worded by `faceqa.prompts` templates like the training data.
+
+    "chat" adds the system prompt; "paligemma" is the bare question its fine-tuning used.
+    """
+    from faceqa.prompts import templates
+
+    system = [{"role": "system", "content": templates.system_prompt()}] if style == "chat" else []
+    return {
+        task: [*system, {"role": "user", "content": [IMAGE, {"type": "text", "text": templates.question(task, style)}]}]
+        for task in TASKS
+    }
+
+
+class UnusableInput(ValueError):
+    """This item can never be answered (unreadable image, missing file): record it, don't retry it."""
+
+
+def encoded_image(item: FaceRecord) -> bytes:
+    """The item's image bytes, or UnusableInput saying why there are none."""
+    try:
+        data = item.payload()
+    except OSError as error:
+        raise UnusableInput(f"{item.key}: {error.strerror or error}") from None
+    if not data:
+        raise UnusableInput(f"{item.key}: empty file (0 bytes)")
+    return data
 
 
 @dataclass(frozen=True)
@@ -26,6 +56,16 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def answered(task: str, text: str, latency: float) -> Prediction:
+    """A model's text read by the shared parser: its label, or unanswered with the parser's reason."""
+    from faceqa.prompts.parser import parse_answer
+
+    parsed = parse_answer(task, text)
+    if parsed.ok:
+        return Prediction(parsed.label, latency, text=text)
+    return Prediction(None, latency, text=text, reason=parsed.reason)
 
 
 class Predictor(ABC):

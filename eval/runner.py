@@ -20,17 +20,13 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from faceqa.eval.cache import PredictionCache
-from faceqa.eval.predictor import Predictor
+from faceqa.eval.predictor import Predictor, UnusableInput
 from faceqa.finetune.readers import FaceRecord
 
 log = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_FAILURES = 25
 MAX_EXAMPLES = 5
-
-
-class UnusableInput(ValueError):
-    """This item can never be answered (unreadable image, missing file): record it, don't retry it."""
 
 
 class EndpointFailing(RuntimeError):

@@ -46,6 +46,11 @@ class FaceRecord:
     years: float | None = None
     identity: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    data: bytes | None = None  # the encoded image, when it lives inside a dataset file rather than beside it
+
+    def payload(self) -> bytes:
+        """The encoded image bytes (not decoded): `data`, else the file's contents."""
+        return self.data if self.data is not None else self.image.read_bytes()
 
 
 @dataclass
@@ -324,7 +329,33 @@ def read_csv(path: str | Path, columns: dict[str, str], root: str | Path | None 
                          extra={"native": native})
 
 
-FORMATS = ("fairface", "utkface", "affectnet", "rafdb", "csv", "imagefolder")
+def read_built(root: str | Path, split: str = "validation", audit: LabelAudit | None = None) -> Iterator[FaceRecord]:
+    """A dataset written by `faceqa build-dataset`: its single-face rows' crops, once per face.
+
+    The crop travels in `data` (encoded, not decoded); the key is prefixed `built:` so
+    answers about crops are never mistaken, in a shared cache, for answers about originals.
+    """
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError("reading a built dataset needs pyarrow (pip install datasets)") from None
+    shards = sorted((Path(root) / split).glob("*.parquet"))
+    if not shards:
+        raise FileNotFoundError(f"{Path(root) / split}: no Parquet shards (a `faceqa build-dataset` output?)")
+    seen: set[str] = set()
+    for shard in shards:
+        for batch in pq.ParquetFile(shard).iter_batches(columns=["image", "faces"], batch_size=256):
+            for row in batch.to_pylist():
+                if len(row["faces"]) != 1 or row["faces"][0]["key"] in seen:
+                    continue  # collages have no single subject; other tasks repeat the same crop
+                face = row["faces"][0]
+                seen.add(face["key"])
+                labels = {a: face[a] for a in ATTRIBUTES if face.get(a)}
+                yield FaceRecord(shard, f"built:{face['key']}", face["source"], split, labels,
+                                 data=row["image"]["bytes"])
+
+
+FORMATS = ("fairface", "utkface", "affectnet", "rafdb", "csv", "imagefolder", "built")
 
 
 def read_dataset(format: str, path: str | Path, audit: LabelAudit | None = None,
@@ -332,7 +363,7 @@ def read_dataset(format: str, path: str | Path, audit: LabelAudit | None = None,
     """One entry point for the CLI: `format` names a reader above, `options` are its keyword arguments."""
     readers: dict[str, Callable[..., Iterator[FaceRecord]]] = {
         "fairface": read_fairface, "utkface": read_utkface, "affectnet": read_affectnet, "rafdb": read_rafdb,
-        "csv": read_csv, "imagefolder": read_image_folder,
+        "csv": read_csv, "imagefolder": read_image_folder, "built": read_built,
     }
     if format not in readers:
         raise ValueError(f"unknown dataset format {format!r}; use one of {', '.join(FORMATS)}")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from faceqa.eval.cache import PredictionCache
-from faceqa.eval.predictor import Prediction, Predictor
-from faceqa.eval.runner import EndpointFailing, UnusableInput, run_predictions
+from faceqa.eval.predictor import Prediction, Predictor, UnusableInput
+from faceqa.eval.runner import EndpointFailing, run_predictions
 from faceqa.finetune.readers import FaceRecord
 
 

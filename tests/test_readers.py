@@ -170,3 +170,32 @@ def test_readers_stream(tmp_path):
         image(tmp_path / "val" / f"{i}.jpg")
     stream = read_fairface(tmp_path, splits=("val",))
     assert next(stream).key == "fairface:val/0.jpg"  # a generator: rows are read as they are asked for
+
+
+def test_built_dataset_single_face_rows_once_each(tmp_path):
+    import io
+
+    pytest.importorskip("datasets")
+    from faceqa.finetune.store import write_shard
+
+    def jpeg(shade):
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8), (shade, 0, 0)).save(buffer, format="JPEG")
+        return buffer.getvalue()
+
+    def row(row_id, task, faces, shade=10):
+        return {"id": row_id, "image": {"bytes": jpeg(shade), "path": None}, "task": task, "messages": [],
+                "prefix": "", "suffix": "", "faces": faces}
+
+    a = {"key": "fairface:val/1.jpg", "source": "fairface", "race": "White", "gender": "Male",
+         "age_group": "20-29", "emotion": None}
+    b = {"key": "rafdb:Image/aligned/test_0001_aligned.jpg", "source": "rafdb", "race": None, "gender": None,
+         "age_group": None, "emotion": "Fear"}
+    write_shard([row("1", "race", [a]), row("2", "gender", [a]), row("3", "composite", [a, b]),
+                 row("4", "emotion", [b], shade=200)], tmp_path / "validation" / "shard-00000.parquet")
+    records = list(read_dataset("built", tmp_path))
+    assert [r.key for r in records] == ["built:fairface:val/1.jpg", "built:rafdb:Image/aligned/test_0001_aligned.jpg"]
+    assert records[0].labels == {"race": "White", "gender": "Male", "age_group": "20-29"}
+    assert records[1].source == "rafdb" and records[1].payload()[:2] == b"\xff\xd8"  # the crop, still encoded
+    with pytest.raises(FileNotFoundError, match="no Parquet shards"):
+        list(read_dataset("built", tmp_path, split="train"))

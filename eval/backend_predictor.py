@@ -1,0 +1,45 @@
+"""A `faceqa.vlm` backend as a predictor: a checkpoint in this process (TransformersBackend) or any other.
+
+The image is decoded by `faceqa.images` (the backend wants pixels), the question and
+the parsing are the same as for an endpoint. A local model is one model on the CPU
+or GPU: calls are serialised unless the backend says it is safe to share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Any
+
+from faceqa.eval.predictor import Prediction, Predictor, UnusableInput, answered, encoded_image, prompts
+from faceqa.finetune.readers import FaceRecord
+from faceqa.images import BadImage, load_image
+
+
+class VLMBackendPredictor(Predictor):
+    def __init__(self, backend: Any, name: str, style: str = "chat", max_tokens: int = 64,
+                 thread_safe: bool = False):
+        from faceqa.vlm.base import GenerationParams
+
+        self.backend, self.name = backend, name
+        self.prompts = prompts(style)
+        self.params = GenerationParams(max_tokens=max_tokens, temperature=0.0)
+        self._lock = contextlib.nullcontext() if thread_safe else threading.Lock()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": f"faceqa.vlm {type(self.backend).__name__}"}
+
+    def predict(self, item: FaceRecord, task: str) -> Prediction:
+        try:
+            rgb = load_image(encoded_image(item))
+        except BadImage as error:
+            raise UnusableInput(str(error)) from None
+        with self._lock:  # the prompts' {"type": "image"} part is the backends' own image placeholder
+            started = time.perf_counter()
+            text = self.backend.generate([rgb], self.prompts[task], self.params)
+            latency = time.perf_counter() - started
+        return answered(task, text, latency)
+
+    def close(self) -> None:
+        self.backend.close()
