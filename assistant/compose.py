@@ -71,9 +71,9 @@ class Composer:
     def name(self, ref: FaceRef, where: bool = True) -> str:
         return label(ref, self.faces, self.n_images, where)
 
-    def names(self, refs: Sequence[FaceRef], where: bool = True) -> str:
+    def names(self, refs: Sequence[FaceRef], where: bool = True, conjunction: str = "and") -> str:
         parts = [self.name(r, where) for r in refs]
-        return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+        return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" {conjunction} " + parts[-1]
 
     @staticmethod
     def age(face: FaceReport) -> str | None:
@@ -181,7 +181,7 @@ class Composer:
         everyone = sorted(self.faces)
         text = f"{opening}: {plan.reason}."
         if plan.status == "ambiguous" and plan.candidates and len(plan.candidates) < len(everyone):
-            text += f" It could be {self.names(plan.candidates)}."
+            text += f" It could be {self.names(plan.candidates, conjunction='or')}."
         text += "\n\nWho is there (numbered left to right):\n" + self.lineup(everyone)
         if plan.status == "ambiguous":
             text += "\n\nAsk again with a position or a number, e.g. 'the second from the right' or 'person 2'."
@@ -266,12 +266,17 @@ class Composer:
     def _compare_oldest(self, plan: Plan, evidence: Evidence) -> Answer:
         (best,) = plan.targets
         ranked = sorted(plan.candidates, key=lambda r: years(self.faces[r]), reverse=plan.comparison == "oldest")
-        text = f"{_cap(self.name(best))} looks the {plan.comparison}: {self.age(self.faces[best])}."
+        how = f"the {plan.comparison}"
+        if len(ranked) == 2:  # "is person 1 older than person 3?"
+            how = f"{'older' if plan.comparison == 'oldest' else 'younger'} than {self.name(ranked[1])}"
+        text = f"{_cap(self.name(best))} looks {how}: {self.age(self.faces[best])}."
         if len(ranked) > 1:
             gap = abs(years(self.faces[ranked[0]]) - years(self.faces[ranked[1]]))
             if gap < 3:
                 other = self.name(ranked[1], False)
-                text += f" It is close: {other} looks only {gap:.0f} years apart, so treat this as a toss-up."
+                text += (
+                    f" It is close: {other} is only {gap:.0f} years apart in apparent age, so treat this as a toss-up."
+                )
             text += (
                 " Apparent ages: "
                 + ", ".join(f"{self.name(r, False)} about {years(self.faces[r]):.0f}" for r in sorted(plan.candidates))

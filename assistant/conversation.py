@@ -43,10 +43,11 @@ class Conversation(BaseModel):
         self.last_attributes = []
 
     def remember(self, question: str, answer: str, plan: Plan) -> None:
-        """Keep what a follow-up may refer to. An answer that found nobody keeps the previous focus."""
+        """Keep what a follow-up may refer to. An answer that found nobody keeps the previous focus; the
+        question it asked still stands, so "the one on the right" after "which man?" gets that answer."""
         if plan.targets and plan.status == "ok":
             self.focus = list(plan.targets)
-        if plan.intent not in ("help",) and plan.status == "ok":
+        if plan.intent != "help" and plan.status != "no_faces":
             self.last_intent = plan.intent
             self.last_attributes = list(plan.attributes)
         self.turns.append(Turn(question=question, answer=answer, task=plan.intent, faces=list(plan.targets)))

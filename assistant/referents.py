@@ -235,8 +235,13 @@ class Referent:
         )
 
     @property
+    def picks(self) -> bool:
+        """Whether any words pick out particular faces (a photo alone does not)."""
+        return bool(self.filters or self.selector or self.pronoun or self.everyone or self.plural or self.unresolved)
+
+    @property
     def empty(self) -> bool:
-        return not (self.filters or self.selector or self.pronoun or self.everyone or self.plural or self.unresolved)
+        return not self.picks and self.image is None
 
 
 # Words one of which a pattern needs. Most questions lack most of them, and a set test is far cheaper
@@ -348,6 +353,7 @@ def parse(text: str) -> Referent:
         ref.side, ref.nth = ("left", n) if n > 0 else ("right", 1)
     if m:
         ref.words.append(m.group().strip())
+        _nouns(ref, m.group())
     for m in t.take("size"):
         word = m.group(1) or m.group(2)
         ref.size = (
@@ -368,11 +374,13 @@ def parse(text: str) -> Referent:
         for m in t.take(name):
             ref.emotion = emotion_words()[m.group(1)]
             ref.words.append(m.group())
+            _nouns(ref, m.group())
     for m in t.take("race"):
         ref.race = race_words()[m.group(1)]
         ref.words.append(m.group(1))
     for m in t.take("unresolved"):
         ref.unresolved = m.group().strip()
+        _nouns(ref, m.group())
     # Age, gender and pronoun words are read last: the phrases above may contain them.
     for m in t.take("age", every=True):
         ref.age = m.group(1)
@@ -392,6 +400,14 @@ def parse(text: str) -> Referent:
     return ref
 
 
+def _nouns(ref: Referent, phrase: str) -> None:
+    """A phrase read for its position or emotion may name a gender or age too ("the second man", "the sad child")."""
+    for m in RX["gender"].finditer(phrase):
+        ref.gender = GENDER_WORDS[m.group(1)]
+    for m in RX["age"].finditer(phrase):
+        ref.age = m.group(1)
+
+
 def _indexes(t: _Text, ref: Referent, images: list[tuple[int, int]]) -> None:
     """ "person 1 and 3", "#2", "person 1 in the first photo and person 1 in the second"."""
     found = []  # (position, id)
@@ -403,7 +419,7 @@ def _indexes(t: _Text, ref: Referent, images: list[tuple[int, int]]) -> None:
         while more := RX["index_more"].match(t.text[end:]):
             found.append((end + more.start(1), _number(more.group(1))))
             end += more.end()
-        ref.words.append(t.text[m.start() : end].strip())
+        ref.words.append(" ".join(t.text[m.start() : end].split()))
         t.text = t.text[: m.start()] + " " * (end - m.start()) + t.text[end:]
     if not found:
         return

@@ -32,7 +32,7 @@ _RACE = "|".join(sorted(race_words(), key=len, reverse=True))
 
 RX = {
     "same": re.compile(
-        r"\bsame (?:person|people|individual|guy|man|woman|lady|face|identity|human)\b|\bthe same\s*$"
+        r"\bsame (?:person|people|individual|guy|man|woman|lady|face|identity|human)\b|\bthe same(?:\s*$| as\b)"
         r"|\bidentical\b|\bone and the same\b|\bsame\s*$"
     ),
     "count": re.compile(
@@ -70,6 +70,7 @@ RX = {
         r"|how (?:does|do|is|are) (?:\w+ ){1,3}?(?:look|looking|seem|doing))\b"
     ),
     "emotion_asked": re.compile(rf"\b({_EMO})\b"),
+    "plural_attribute": re.compile(r"\b(?:ages|genders|emotions|expressions|races|ethnicities|feelings|moods)\b"),
     "than": re.compile(r"\b(?:older|younger|elder) than\b"),
     "followup": re.compile(
         r"^(?:and|what about|how about|and what about|now|also|ok|okay)\b|\bwhat about\b|\bhow about\b"
@@ -107,6 +108,7 @@ GATES = {
     ),
     "emotion_asked": _tokens(" ".join(emotion_words())),
     "than": _tokens("than"),
+    "plural_attribute": _tokens("ages genders emotions expressions races ethnicities feelings moods"),
     "followup": _tokens("and what how now also ok okay"),
     "any_pair": _tokens("any anyone among"),
     "who_is_position": _tokens("who"),
@@ -173,6 +175,8 @@ def route(
         asked["gender"] = "Male" if word in ("man", "boy", "guy", "gentleman", "male") else "Female"
         text = text[: m.start()] + " " * (m.end() - m.start()) + text[m.end() :]
     ref = parse(text)
+    if q.find("plural_attribute"):
+        ref.plural = True
     if m := q.find("emotion_asked", ref.rest):
         asked["emotion"] = emotion_words()[m.group(1)]
     if m := q.find("race_asked", ref.rest):
@@ -229,18 +233,16 @@ def _intent(q: Question, attributes: list[str], ref: Referent, conversation: Con
             )
             else "attribute"
         )
-    if q.find("describe") and (ref.empty or ref.everyone or ref.all_images):
+    if q.find("describe") and (not ref.picks or ref.everyone or ref.all_images):
         return "describe"
     if attributes or q.find("describe"):
         return "attribute"
-    if (ref.superlative or ref.emotion_most) and not ref.filters and ref.empty is False and not ref.indexes:
+    last = conversation.last_intent if conversation else None
+    followup = last is not None and (not ref.empty or q.find("followup") is not None)
+    if followup and last in ("attribute", "reasoning"):
+        return last
+    if (ref.superlative or ref.emotion_most) and not ref.indexes:
         return "compare"
-    if (
-        conversation
-        and conversation.last_intent in ("attribute", "reasoning")
-        and (not ref.empty or q.find("followup"))
-    ):
-        return conversation.last_intent
     return "attribute" if not ref.empty else "help"
 
 
@@ -331,7 +333,8 @@ def _compare(
         return _same_person(q, ref, faces, n_images, focus, plan)
     if ref.superlative or ref.emotion_most:
         base = ref.but(superlative=None, emotion_most=None, plural=True)
-        pool = _ground_with_focus(base, faces, n_images, [] if base.pronoun is None else focus, singular=False)
+        named = _two(q, ref, faces, n_images, focus) if q.find("than") else None
+        pool = named or _ground_with_focus(base, faces, n_images, [] if base.pronoun is None else focus, singular=False)
         if pool.status != "ok":
             return _finish(Plan(intent="compare", comparison=ref.superlative or "most_emotion", **plan), pool)
         g = ground(ref.but(indexes=[], plural=False), {r: faces[r] for r in pool.targets}, n_images)
@@ -366,23 +369,31 @@ def _compare(
     return _finish(Plan(intent="compare", comparison="find", attributes=ATTRIBUTES, **plan), g)
 
 
+def _two(q: Question, ref: Referent, faces: dict, n_images: int, focus: list[FaceRef]) -> Grounding | None:
+    """The two faces a comparison names ("person 1 and 3", "the man on the left ... as the woman"), if it names two."""
+    if len(ref.indexes) >= 2:
+        return ground(ref.but(superlative=None, emotion_most=None), faces, n_images, focus, singular=False)
+    halves = re.split(r"\b(?:and|as|with|vs|versus|to|than|or)\b", q.text, maxsplit=1)
+    if len(halves) < 2:
+        return None
+    picked = []
+    for half in halves:
+        part = parse(_blank(half, RX["same"])).but(superlative=None, emotion_most=None)
+        if part.empty:
+            return None
+        g = ground(part, faces, n_images, focus)
+        if g.status != "ok":
+            return g
+        picked.extend(g.targets)
+    if len(picked) == 2 and picked[0] != picked[1]:
+        return Grounding(picked, picked, reason="the two faces you named")
+    return None
+
+
 def _same_person(q: Question, ref: Referent, faces: dict, n_images: int, focus: list[FaceRef], plan: dict) -> Plan:
     base = Plan(intent="compare", comparison="same_person", **plan)
-    if len(ref.indexes) >= 2:
-        return _finish(base, ground(ref, faces, n_images, focus, singular=False))
-    halves = re.split(r"\b(?:and|as|with|vs|versus|to)\b", q.text, maxsplit=1)
-    if len(halves) == 2:
-        picked = []
-        for half in halves:
-            part = parse(_blank(half, RX["same"]))
-            if part.empty:
-                break
-            g = ground(part, faces, n_images, focus)
-            if g.status != "ok":
-                return _finish(base, g)
-            picked.extend(g.targets)
-        if len(picked) == 2 and picked[0] != picked[1]:
-            return _finish(base, Grounding(picked, picked, reason="the two faces you named"))
+    if (named := _two(q, ref, faces, n_images, focus)) is not None:
+        return _finish(base, named)
     if focus and len(focus) >= 2 and ref.pronoun == "they":
         return _finish(base, Grounding(list(focus), list(focus), reason="the faces we were talking about"))
     scope = ground(Referent(image=ref.image), faces, n_images, singular=False)
@@ -411,6 +422,12 @@ def _resolve(
     rules = ground(ref.but(plural=True), faces, n_images, focus, singular=False)
     pool = rules.targets if rules.status == "ok" else list(faces)
     cannot = Grounding([], pool, "ambiguous", f"I can't tell from faces alone who is '{ref.unresolved}'")
+    if len(pool) == 1 and rules.status == "ok":
+        note = (
+            f"I took '{ref.unresolved}' to be {rules.reason or 'the only face that fits'}; "
+            "the rest of that description can't be checked from faces alone"
+        )
+        cannot = Grounding(pool, pool, reason=rules.reason, note=note)
     if resolver is None or images is None:
         return cannot
     picked = []
