@@ -1,0 +1,42 @@
+"""The chat page's remote backend: any OpenAI-compatible server (`faceqa serve`, vLLM, a hosted model)."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+from PIL import Image
+
+
+class RemoteError(RuntimeError):
+    """The server could not be reached or refused the request; the message is fit for the page."""
+
+
+def data_url(rgb: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "JPEG", quality=92)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def ask_remote(settings: dict, photos: list[np.ndarray], messages: list[dict], timeout: float = 60.0) -> str:
+    """Send the chat so far, with the photos attached to the latest question, and return the reply text."""
+    import openai
+
+    history = [{"role": m["role"], "content": m["content"]} for m in messages[:-1] if not m.get("error")]
+    last = messages[-1]["content"]
+    parts = [{"type": "text", "text": last}] + [
+        {"type": "image_url", "image_url": {"url": data_url(rgb)}} for rgb in photos
+    ]
+    client = openai.OpenAI(base_url=settings["base_url"], api_key=settings.get("api_key") or "none",
+                           timeout=timeout, max_retries=1)
+    try:
+        reply = client.chat.completions.create(model=settings["model"],
+                                               messages=[*history, {"role": "user", "content": parts}])
+    except openai.APIConnectionError:
+        raise RemoteError(f"cannot reach {settings['base_url']}") from None
+    except openai.APITimeoutError:
+        raise RemoteError(f"no reply from {settings['base_url']} within {timeout:.0f} s") from None
+    except openai.APIStatusError as error:
+        raise RemoteError(f"{error.status_code}: {error.message}") from None
+    return reply.choices[0].message.content or ""
