@@ -1,0 +1,216 @@
+"""API overhead: requests/s through `faceqa serve` at concurrency 8 vs. the assistant called in-process.
+
+Both sides do the same work per request: decode the photo, analyse every face, answer
+one of three questions (attribute, multi-person, step-by-step reasoning) about the
+4-face group photo. The server runs with its analysis cache off, so no request is
+cheaper than its in-process twin; it is a separate process (as in production) with
+the same number of model workers as the in-process side has threads. Phases alternate
+(in-process, server, in-process, ...) in one run so machine noise hits both alike;
+the ratio is of the medians. While the server is loaded, /health is polled on its own
+connection to show that model work does not block the event loop.
+
+    python bench/bench_api.py [--seconds 8] [--rounds 3] [--workers 1] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+GROUP = ROOT / "faceqa" / "examples" / "group.jpg"
+QUESTIONS = ("How old does the person on the far left look?", "Who looks the oldest?",
+             "Is the second person smiling? Explain step by step.")
+LAUNCH = "import typer; from faceqa.app.cli import serve; typer.run(serve)"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def start_server(*options: str) -> Iterator[tuple[str, int]]:
+    """`faceqa serve` in a child process on a free loopback port; yields its URL and pid."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-c", LAUNCH, "--host", "127.0.0.1", "--port", str(port),
+                                "--log-level", "warning", *options], cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited with code {process.returncode}")
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not become healthy in 120 s")
+            time.sleep(0.2)
+        yield url, process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def chat_body(photo: bytes, question: str) -> bytes:
+    url = "data:image/jpeg;base64," + base64.b64encode(photo).decode()
+    return json.dumps({"model": "faceqa-local", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": question}, {"type": "image_url", "image_url": {"url": url}}]}]}).encode()
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+# --- in-process ----------------------------------------------------------------------------------------
+
+
+def in_process(photo: bytes, workers: int, seconds: float, assistants: list) -> dict:
+    """`workers` threads, each with its own assistant (engines are not thread-safe), for `seconds`."""
+    from faceqa.images import load_image
+
+    latencies: list[float] = []
+    stop = time.perf_counter() + seconds
+
+    def loop(assistant, offset: int) -> None:
+        n = offset
+        while time.perf_counter() < stop:
+            start = time.perf_counter()
+            assistant.answer([load_image(photo)], QUESTIONS[n % len(QUESTIONS)])
+            latencies.append(time.perf_counter() - start)
+            n += 1
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=loop, args=(a, i)) for i, a in enumerate(assistants[:workers])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    return {"rps": len(latencies) / elapsed, "p50_ms": 1000 * percentile(latencies, 50),
+            "p99_ms": 1000 * percentile(latencies, 99), "requests": len(latencies)}
+
+
+# --- through the server --------------------------------------------------------------------------------
+
+
+async def through_server(url: str, bodies: list[bytes], concurrency: int, seconds: float) -> dict:
+    latencies: list[float] = []
+    health: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client, \
+            httpx.AsyncClient(base_url=url, timeout=10) as prober:
+
+        async def user(offset: int) -> None:
+            nonlocal errors
+            n = offset
+            while time.perf_counter() < stop:
+                start = time.perf_counter()
+                response = await client.post("/v1/chat/completions", content=bodies[n % len(bodies)],
+                                             headers={"Content-Type": "application/json"})
+                if response.status_code == 200:
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    errors += 1
+                n += 1
+
+        async def probe() -> None:
+            await asyncio.sleep(0.5)  # let the load build up first
+            while time.perf_counter() < stop:
+                start = time.perf_counter()
+                assert (await prober.get("/health")).status_code == 200
+                health.append(time.perf_counter() - start)
+                await asyncio.sleep(0.05)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(user(i) for i in range(concurrency)), probe())
+        elapsed = time.perf_counter() - start
+    return {"rps": len(latencies) / elapsed, "p50_ms": 1000 * percentile(latencies, 50),
+            "p99_ms": 1000 * percentile(latencies, 99), "requests": len(latencies), "errors": errors,
+            "health_p50_ms": 1000 * percentile(health, 50), "health_p99_ms": 1000 * percentile(health, 99),
+            "health_max_ms": 1000 * max(health, default=float("nan")), "health_probes": len(health)}
+
+
+def rounded(record: dict) -> dict:
+    return {k: round(v, 2) if isinstance(v, float) else v for k, v in record.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8.0, help="Length of each phase.")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="Model workers (server) = threads (in-process).")
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+
+    from faceqa.assistant import Assistant
+    from faceqa.faces.engine import FaceEngine
+
+    photo = GROUP.read_bytes()
+    bodies = [chat_body(photo, q) for q in QUESTIONS]
+    assistants = [Assistant(engine=FaceEngine().load()) for _ in range(args.workers)]
+    for assistant in assistants:
+        in_process(photo, 1, 0.5, [assistant])  # warm up
+    local, served = [], []
+    with start_server("--workers", str(args.workers), "--cache-size", "0") as (url, _):
+        asyncio.run(through_server(url, bodies, args.concurrency, 2.0))  # warm up
+        for _ in range(args.rounds):
+            local.append(in_process(photo, args.workers, args.seconds, assistants))
+            served.append(asyncio.run(through_server(url, bodies, args.concurrency, args.seconds)))
+        with start_server("--workers", str(args.workers)) as (cached_url, _):
+            asyncio.run(through_server(cached_url, bodies, args.concurrency, 2.0))
+            cached = asyncio.run(through_server(cached_url, bodies, args.concurrency, args.seconds))
+
+    local_rps = statistics.median(r["rps"] for r in local)
+    served_rps = statistics.median(r["rps"] for r in served)
+    results = {
+        "image": "group.jpg (4 faces)", "model": "faceqa-local", "workers": args.workers,
+        "concurrency": args.concurrency, "seconds_per_phase": args.seconds, "rounds": args.rounds,
+        "cpus": os.cpu_count(),
+        "in_process_rps": round(local_rps, 2),
+        "server_rps": round(served_rps, 2),
+        "server_over_in_process": round(served_rps / local_rps, 3),
+        "in_process_p99_ms": round(statistics.median(r["p99_ms"] for r in local), 1),
+        "server_p50_ms": round(statistics.median(r["p50_ms"] for r in served), 1),
+        "server_p99_ms": round(statistics.median(r["p99_ms"] for r in served), 1),
+        "server_errors": sum(r["errors"] for r in served),
+        "health_under_load_p50_ms": round(statistics.median(r["health_p50_ms"] for r in served), 2),
+        "health_under_load_p99_ms": round(max(r["health_p99_ms"] for r in served), 2),
+        "health_under_load_max_ms": round(max(r["health_max_ms"] for r in served), 2),
+        "server_with_cache_rps": round(cached["rps"], 2),
+        "server_with_cache_p99_ms": round(cached["p99_ms"], 1),
+        "rounds_detail": {"in_process": [rounded(r) for r in local], "server": [rounded(r) for r in served]},
+    }
+    print(json.dumps(results, indent=2))
+    out = Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "api.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
