@@ -181,6 +181,23 @@ def test_loopback_needs_no_key(host):
     ServerConfig(host=host).check()
 
 
+def test_serve_options_reach_the_server(monkeypatch):
+    import uvicorn
+
+    started = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(app=app, **options))
+    result = CliRunner().invoke(_cli(), [
+        "--host", "0.0.0.0", "--port", "9123", "--allow-remote-host", "images.example.org", "--max-images", "3",
+        "--max-pixels", "1000000", "--timeout", "7", "--workers", "2", "--cache-size", "0"],
+        env={"FACEQA_API_KEY": "from-env"})
+    assert result.exit_code == 0, result.output
+    config = started["app"].state.config
+    assert (started["host"], started["port"]) == ("0.0.0.0", 9123)
+    assert config.api_keys == ("from-env",) and config.allow_remote_hosts == ("images.example.org",)
+    assert (config.max_images, config.max_pixels, config.request_timeout) == (3, 1_000_000, 7.0)
+    assert (config.workers, config.cache_size, config.models) == (2, 0, ("faceqa-local",))
+
+
 def _cli():
     import typer
 
@@ -380,3 +397,52 @@ def test_images_stay_out_of_logs_errors_and_disk(guarded, caplog):
     assert "req-42" in logged
     for chunk in (payload[:64], payload[5000:5064], payload[-64:]):
         assert chunk not in logged
+
+
+# --- bounded concurrency -------------------------------------------------------------------------------
+
+
+class _StuckWorker:
+    """A model worker whose answers wait for the test to release them (stands in for slow model work)."""
+
+    release = threading.Event()
+
+    def __init__(self, config: ServerConfig):
+        from faceqa.schema import ImageInfo, ImageReport
+
+        report = ImageReport(image=ImageInfo(width=1, height=1), faces=[])
+        self.engine = type("Engine", (), {"analyze": lambda _, rgb, embeddings=False: report})()
+        self.attributes = {"faceqa-local": None}
+        self.assistant = self
+
+    def answer(self, images, question, conversation=None):
+        from faceqa.schema import Answer
+
+        assert self.release.wait(30)
+        return Answer(answer="released", task="count")
+
+
+def test_a_full_queue_gets_429_and_health_stays_fast():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from faceqa.app.metrics import Metrics
+    from faceqa.app.service import Service
+
+    config = ServerConfig(workers=1, max_pending=2)
+    service = Service(config, Metrics(), worker=_StuckWorker)
+    body = ask("how old?", data_url(big_jpeg(32, 32)))
+    with running(config, service=service) as url, httpx.Client(base_url=url, timeout=30) as client, \
+            ThreadPoolExecutor(2) as pool:
+        waiting = [pool.submit(client.post, "/v1/chat/completions", json=body) for _ in range(2)]
+        deadline = time.monotonic() + 10
+        while service.pending < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        busy = client.post("/v1/chat/completions", json=body)
+        refused(busy, 429, "server_busy")
+        assert busy.headers["retry-after"] == "1"
+        start = time.perf_counter()
+        health = client.get("/health")
+        assert health.status_code == 200 and health.json()["pending"] == 2
+        assert time.perf_counter() - start < 0.5
+        _StuckWorker.release.set()
+        assert [f.result().json()["choices"][0]["message"]["content"] for f in waiting] == ["released"] * 2
