@@ -1,0 +1,219 @@
+"""OpenAIBackend against a scripted stand-in server on loopback (unit tier: no vLLM).
+
+The stand-in answers in the OpenAI chat-completions shape and can be told to fail,
+stall or count requests in flight, which a real server cannot be made to do on cue.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceqa.vlm.base import GenerationParams, VLMError, VLMRequest
+from faceqa.vlm.openai_backend import OpenAIBackend, image_data_url
+
+
+def image(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (24, 20, 3), dtype=np.uint8)
+
+
+class StandIn(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.requests: list[dict] = []
+        self.failures: list[tuple[int, dict]] = []  # (status, body) served before answering normally
+        self.delay = 0.0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: StandIn
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _send(self, status: int, body: dict, headers: dict | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self._send(200, {"object": "list", "data": [{"id": "stand-in", "object": "model", "owned_by": "me"}]})
+
+    def do_POST(self) -> None:
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        server = self.server
+        with server.lock:
+            server.requests.append(request)
+            failure = server.failures.pop(0) if server.failures else None
+            server.in_flight += 1
+            server.max_in_flight = max(server.max_in_flight, server.in_flight)
+        try:
+            time.sleep(server.delay)
+            if failure:
+                self._send(failure[0], failure[1], {"retry-after-ms": "10"})
+                return
+            text = request["messages"][-1]["content"][-1]["text"]
+            if text == "fail me":
+                self._send(400, {"error": {"message": "this request is bad", "type": "BadRequestError"}})
+                return
+            self._send(
+                200,
+                {
+                    "id": "c1",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": request["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": f"echo: {text}"},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
+                },
+            )
+        finally:
+            with server.lock:
+                server.in_flight -= 1
+
+
+@pytest.fixture
+def stand_in():
+    server = StandIn()
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def decode_data_url(url: str) -> Image.Image:
+    header, payload = url.split(",", 1)
+    assert header in ("data:image/png;base64", "data:image/jpeg;base64")
+    return Image.open(io.BytesIO(base64.b64decode(payload)))
+
+
+def test_images_travel_as_data_urls_in_order(stand_in):
+    backend = OpenAIBackend(stand_in.url, model="m")
+    completion = backend.complete([image(0), image(1)], "Compare.", GenerationParams(max_tokens=7, seed=3))
+    assert completion.text == "echo: Compare."
+    assert (completion.prompt_tokens, completion.completion_tokens) == (11, 3)
+    sent = stand_in.requests[0]
+    assert sent["model"] == "m" and sent["max_tokens"] == 7 and sent["temperature"] == 0.0 and sent["seed"] == 3
+    parts = sent["messages"][0]["content"]
+    assert [p["type"] for p in parts] == ["image_url", "image_url", "text"]
+    for part, seed in zip(parts[:2], (0, 1), strict=True):
+        assert (np.asarray(decode_data_url(part["image_url"]["url"])) == image(seed)).all()  # PNG is lossless
+
+
+def test_jpeg_data_urls(stand_in):
+    OpenAIBackend(stand_in.url, model="m", image_format="jpeg").generate([image(0)], "Hi")
+    url = stand_in.requests[0]["messages"][0]["content"][0]["image_url"]["url"]
+    assert url.startswith("data:image/jpeg;base64,")
+    assert decode_data_url(url).size == (20, 24)
+
+
+def test_model_defaults_to_the_servers_first_model(stand_in):
+    OpenAIBackend(stand_in.url).generate([], "Hi")
+    assert stand_in.requests[0]["model"] == "stand-in"
+
+
+def test_structured_output_fields(stand_in):
+    backend = OpenAIBackend(stand_in.url, model="m")
+    schema = {"type": "object", "properties": {"a": {"type": "boolean"}}, "required": ["a"]}
+    backend.generate([image(0)], "JSON", GenerationParams(json_schema=schema))
+    backend.generate([image(0)], "choose", GenerationParams(choices=("happy", "sad")))
+    json_request, choice_request = stand_in.requests
+    assert json_request["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": schema, "strict": True},
+    }
+    assert choice_request["structured_outputs"] == {"choice": ["happy", "sad"]}
+    assert not any(key.startswith("guided_") for key in choice_request)  # removed from vLLM
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_transient_errors_are_retried(stand_in, status):
+    stand_in.failures = [(status, {"error": {"message": "busy"}})] * 2
+    assert OpenAIBackend(stand_in.url, model="m", max_retries=3).generate([], "Hi") == "echo: Hi"
+    assert len(stand_in.requests) == 3
+
+
+def test_retries_give_up_with_a_clear_error(stand_in):
+    stand_in.failures = [(503, {"error": {"message": "overloaded"}})] * 5
+    with pytest.raises(VLMError, match="answered 503"):
+        OpenAIBackend(stand_in.url, model="m", max_retries=1).generate([], "Hi")
+    assert len(stand_in.requests) == 2
+
+
+def test_bad_request_is_not_retried(stand_in):
+    with pytest.raises(VLMError, match="answered 400: .*this request is bad"):
+        OpenAIBackend(stand_in.url, model="m").generate([], "fail me")
+    assert len(stand_in.requests) == 1
+
+
+def test_timeout(stand_in):
+    stand_in.delay = 1.0
+    started = time.monotonic()
+    with pytest.raises(VLMError, match="no answer within 0.2 s"):
+        OpenAIBackend(stand_in.url, model="m", timeout=0.2, max_retries=0).generate([], "Hi")
+    assert time.monotonic() - started < 1.0
+
+
+def test_unreachable_server():
+    from faceqa.vlm.serve import free_port
+
+    with pytest.raises(VLMError, match="cannot reach"):
+        OpenAIBackend(f"http://127.0.0.1:{free_port()}/v1", model="m", max_retries=0).generate([], "Hi")
+
+
+def test_batch_respects_the_concurrency_limit_and_keeps_order(stand_in):
+    stand_in.delay = 0.05
+    backend = OpenAIBackend(stand_in.url, model="m", concurrency=3)
+    requests = [VLMRequest([image(i)], f"q{i}") for i in range(10)]
+    answers = backend.generate_batch(requests)
+    assert answers == [f"echo: q{i}" for i in range(10)]
+    assert 2 <= stand_in.max_in_flight <= 3
+
+
+def test_a_bad_item_does_not_sink_the_batch(stand_in):
+    backend = OpenAIBackend(stand_in.url, model="m")
+    answers = backend.generate_batch(
+        [
+            VLMRequest([image(0)], "q0"),
+            VLMRequest([image(0)], "fail me"),
+            VLMRequest([np.zeros((2, 2), np.uint8)], "q2"),
+            VLMRequest([image(1)], "q3"),
+        ]
+    )
+    assert answers[0] == "echo: q0" and answers[3] == "echo: q3"
+    assert isinstance(answers[1], VLMError) and isinstance(answers[2], VLMError)
+    assert "HxWx3" in str(answers[2])
+
+
+def test_data_url_roundtrip_from_pil():
+    pil = Image.fromarray(image(5))
+    assert (np.asarray(decode_data_url(image_data_url(pil))) == image(5)).all()
