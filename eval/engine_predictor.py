@@ -56,7 +56,7 @@ class EngineVsLabels(Predictor):
                 {"task": a.task, "origin": a.origin, "licence": a.licence, **({"note": a.note} if a.note else {})}
                 for a in REGISTRY.values()
             ],
-            "training_data": "per component: FER2013 (emotion), the dlib-models training sets (age, gender, "
+            "training_data": "Per component: FER2013 (emotion), the dlib-models training sets (age, gender, "
             "5-point landmarks), iBUG 300-W (68 landmarks), OpenCV Zoo's (YuNet, SFace)",
         }
 
