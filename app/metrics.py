@@ -25,6 +25,8 @@ class Metrics:
                                        ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.pending = Gauge("faceqa_model_pending", "Requests waiting for or using a model worker.",
                              registry=self.registry)
+        self.cache_entries = Gauge("faceqa_analysis_cache_entries", "Image analyses held in memory.",
+                                   registry=self.registry)
         self.cache = Counter("faceqa_analysis_cache", "Image analyses served from memory or computed.", ["result"],
                              registry=self.registry)
 

@@ -100,6 +100,7 @@ class Service:
         self.config = config
         self.metrics = metrics
         self.cache = AnalysisCache(config.cache_size)
+        metrics.cache_entries.set_function(lambda: len(self.cache))
         self._make_worker = worker
         self._idle: queue.Queue[Worker] = queue.Queue()
         self._executor: ThreadPoolExecutor | None = None
@@ -121,7 +122,7 @@ class Service:
         if model == VLM_MODEL:
             raise APIError(400, "faceqa-vlm is not configured on this server (start it with --vlm-base-url and "
                            "--vlm-model); use faceqa-local", param=param, code="model_not_configured")
-        raise APIError(404, f"the model {model!r} does not exist; this server has {', '.join(self.config.models)}",
+        raise APIError(404, f"the model {model[:64]!r} does not exist; this server has {', '.join(self.config.models)}",
                        param=param, code="model_not_found")
 
     async def converse(self, model: str, turns: list[Turn], images: list[Image]) -> Answer:
