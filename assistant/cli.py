@@ -38,6 +38,7 @@ def ask(
             "[red]error:[/red] give at least one image, then the question: "
             'faceqa ask group.jpg "How many people are there?"',
             highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(2)
     *images, question = arguments
@@ -50,7 +51,7 @@ def ask(
     try:
         answer = assistant.answer([Path(i) for i in images], question)
     except (BadImage, ValueError, artifacts.ArtifactError) as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False)
+        err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(answer.model_dump(mode="json"), ensure_ascii=False))

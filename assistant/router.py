@@ -49,8 +49,9 @@ RX = {
         r"|\binfo(?:rmation)?\b|\bsummar(?:y|ize|ise)\b|\bprofile\b|\banaly[sz]e\b"
     ),
     "who": re.compile(
-        r"^(?:and |so |ok |okay |then )?(?:who|which|whom)\b|\b(?:is|does|do|are) any(?:one|body)\b"
-        r"|\bwhich (?:one|person|face|of them)\b"
+        r"^(?:and |so |ok |okay |then )?(?:who|whom)\b|\b(?:is|does|do|are) any(?:one|body)\b"
+        r"|\bwhich (?:one|ones|person|people|persons|face|faces|individual|man|men|woman|women|guy|guys|lady|ladies"
+        r"|boy|girl|child|kid|of (?:them|these|those|the \w+))\b"
     ),
     "age": re.compile(
         r"\bhow old\b|\bhow young\b|\bages?\b|\byears? old\b|\bage group\b|\bhow many years\b|\bage range\b"
@@ -131,15 +132,22 @@ class Question:
         return self._found[name]
 
 
+_CONTRACTIONS = (
+    (re.compile(r"\b(who|what|she|he|it|that|there|where|how|which)'s\b"), r"\1 is"),
+    (re.compile(r"'re\b"), " are"),
+    (re.compile(r"n't\b"), " not"),
+    (re.compile(r"'s?\b"), ""),  # possessives: "the man's age" -> "the man age"
+)
+_NOT_WORDS = re.compile(r"[^a-z0-9# ]+")
+
+
 def normalise(question: str) -> str:
     """Lower case, plain quotes, no punctuation, number words as digits ("person three" -> "person 3")."""
     q = question.lower().translate(_QUOTES)
-    q = re.sub(r"\b(who|what|she|he|it|that|there|where|how|which)'s\b", r"\1 is", q)
-    q = re.sub(r"'re\b", " are", q)
-    q = re.sub(r"n't\b", " not", q)
-    q = re.sub(r"'s?\b", "", q)
-    q = q.replace("centre", "center")
-    q = re.sub(r"[^a-z0-9# ]+", " ", q)
+    if "'" in q:
+        for rx, replacement in _CONTRACTIONS:
+            q = rx.sub(replacement, q)
+    q = _NOT_WORDS.sub(" ", q.replace("centre", "center"))
     q = _NUMBER_WORDS.sub(lambda m: str(NUMBERS[m.group(1)]), q)
     return " ".join(q.split())
 

@@ -1,0 +1,97 @@
+"""Question routing cost: time per `route()` call over the assistant's case table, against the face analysis.
+
+Every question of tests/data/assistant_cases.toml is routed on the engine's reports of its
+photos (reports computed once, outside the clock), `--rounds` times, interleaved with
+`FaceEngine.analyze` of group.jpg and with whole `Assistant.answer` calls on ready reports,
+so machine noise (the CPUs are shared) hits all three alike. The target is routing "well
+under a millisecond"; the ratios say what share of an answer routing is.
+
+    python bench/bench_router.py [--rounds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import tomllib
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from faceqa.assistant import Assistant, route
+from faceqa.faces.engine import FaceEngine
+from faceqa.images import load_image
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "faceqa" / "examples"
+FILES = {"group": "group.jpg", "astronaut": "astronaut.png", "obama": "obama.jpg", "obama2": "obama2.jpg",
+         "biden": "biden.jpg", "grace_hopper": "grace_hopper.jpg"}  # fmt: skip
+
+
+def questions() -> list[tuple[list[str], str]]:
+    data = tomllib.loads((ROOT / "tests" / "data" / "assistant_cases.toml").read_text())
+    found = [(c.get("photos", ["group"]), c["q"]) for c in data["case"]]
+    found += [(chat["photos"], turn["q"]) for chat in data["conversation"] for turn in chat["turns"]]
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+
+    engine = FaceEngine().load()
+    rgbs = {name: load_image(EXAMPLES / file) for name, file in FILES.items()}
+    rgbs["group_mirror"] = np.ascontiguousarray(rgbs["group"][:, ::-1])
+    rgbs["blank"] = np.full((240, 320, 3), 200, dtype=np.uint8)
+    reports = {name: engine.analyze(rgb) for name, rgb in rgbs.items()}
+    table = [([reports[p] for p in photos], q) for photos, q in questions()]
+    assistant = Assistant(engine)
+
+    per_question: dict[str, list[float]] = defaultdict(list)
+    by_intent: dict[str, list[float]] = defaultdict(list)
+    analyze, answer = [], []
+    for _ in range(args.rounds):
+        for photos, question in table:
+            start = time.perf_counter()
+            plan = route(question, photos)
+            spent = time.perf_counter() - start
+            per_question[question].append(spent)
+            by_intent[plan.intent].append(spent)
+        start = time.perf_counter()
+        engine.analyze(rgbs["group"])
+        analyze.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for photos, question in table:
+            if not any(r.faces for r in photos) or "same" in question:
+                continue  # same-person answers need embeddings these reports were made without
+            assistant.answer(photos, question)
+        answer.append((time.perf_counter() - start) / len(table))
+
+    medians = [statistics.median(times) for times in per_question.values()]
+    every = [t for times in per_question.values() for t in times]
+    us = 1e6
+    results = {
+        "questions": len(table),
+        "rounds": args.rounds,
+        "route_median_us": round(us * statistics.median(every), 1),
+        "route_p99_us": round(us * float(np.percentile(every, 99)), 1),
+        "route_max_us": round(us * max(every), 1),
+        "slowest_question_median_us": round(us * max(medians), 1),
+        "route_median_us_by_intent": {k: round(us * statistics.median(v), 1) for k, v in sorted(by_intent.items())},
+        "answer_median_us": round(us * statistics.median(answer), 1),
+        "analyze_group_median_ms": round(1000 * statistics.median(analyze), 1),
+        "route_share_of_answer": round(statistics.median(every) / statistics.median(answer), 3),
+        "route_share_of_analysis": round(statistics.median(every) / statistics.median(analyze), 5),
+    }
+    print(json.dumps(results, indent=2))
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "router.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
