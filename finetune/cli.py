@@ -107,3 +107,52 @@ def _print_summary(summary: dict) -> None:
     for kind in ("unmapped_labels", "skipped_rows"):
         for key, entry in audit.get(kind, {}).items():
             console.print(f"{kind.replace('_', ' ')}: {key} x{entry['count']} (e.g. {entry['examples'][0]})")
+
+
+@finetune_app.command("train", hidden=True)
+def finetune_train(
+    config: Annotated[Path, typer.Argument(help="YAML file of settings (see finetune/configs/).", exists=True,
+                                           dir_okay=False)],
+    output_dir: Annotated[str | None, typer.Option(help="Override the config's output_dir.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Override the config's max_steps.")] = None,
+) -> None:
+    """Fine-tune with LoRA/QLoRA as CONFIG says; resumes from OUTPUT_DIR's last checkpoint by default."""
+    from .train import load_config, run_finetune
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_config(config, output_dir=output_dir, max_steps=max_steps)
+        record = run_finetune(settings)
+    except (ValueError, FileNotFoundError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    metrics = record["metrics"]
+    shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()
+             if k in ("train_loss", "eval_loss", "eval_label_accuracy", "train_samples_per_second", "train_seconds")}
+    console.print(f"adapter: {record['adapter']}")
+    console.print(", ".join(f"{k} {v}" for k, v in shown.items()))
+
+
+@finetune_app.command("merge")
+def finetune_merge(
+    adapter: Annotated[Path, typer.Argument(help="Adapter folder (OUTPUT_DIR/adapter) or a fine-tune OUTPUT_DIR.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the merged checkpoint.")],
+    base: Annotated[str | None, typer.Option(help="Base checkpoint; default: the one the adapter was trained on.")]
+    = None,
+) -> None:
+    """Fold the adapter into its base model: a plain checkpoint vLLM serves without --lora-modules."""
+    import json
+
+    from faceqa.vlm.checkpoint import merge_lora
+
+    if not (adapter / "adapter_config.json").is_file() and (adapter / "adapter" / "adapter_config.json").is_file():
+        adapter = adapter / "adapter"
+    settings = adapter / "adapter_config.json"
+    if not settings.is_file():
+        console.print(f"[red]error:[/red] {adapter} is not a PEFT adapter folder (no adapter_config.json)")
+        raise typer.Exit(2)
+    base = base or json.loads(settings.read_text()).get("base_model_name_or_path")
+    if not base:
+        console.print("[red]error:[/red] the adapter does not name its base model; pass --base")
+        raise typer.Exit(2)
+    console.print(f"merged checkpoint: {merge_lora(Path(base), adapter, out)}")
