@@ -5,10 +5,12 @@ Bounded: a few dozen examples per operation, so the run takes well under a minut
 
 from __future__ import annotations
 
+import httpx
 import pytest
 import schemathesis
-from api_server import running
+from api_server import group_url, running
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
@@ -22,6 +24,7 @@ from schemathesis.checks import (
 from faceqa.app.config import ServerConfig
 
 KEY = "fuzz-key"
+PHOTO = group_url()
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance, negative_data_rejection]
 
@@ -57,3 +60,18 @@ def test_openapi_contract(api_schema, label, mode):
         case.call_and_validate(headers={"Authorization": f"Bearer {KEY}"}, checks=CHECKS, timeout=30)
 
     check()
+
+
+@given(question=st.text(min_size=1, max_size=300), follow_up=st.text(max_size=100))
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+def test_any_question_about_a_real_photo_gets_an_answer(api_schema, question, follow_up):
+    """The schema-driven run rarely gets past image decoding; here every request carries the real photo."""
+    messages = [{"role": "user", "content": [{"type": "text", "text": question},
+                                             {"type": "image_url", "image_url": {"url": PHOTO}}]}]
+    if follow_up:
+        messages += [{"role": "assistant", "content": "..."}, {"role": "user", "content": follow_up}]
+    response = httpx.post(f"{api_schema.get_base_url().rstrip('/')}/v1/chat/completions", timeout=30,
+                          headers={"Authorization": f"Bearer {KEY}"},
+                          json={"model": "faceqa-local", "messages": messages})
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"]
