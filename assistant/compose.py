@@ -178,9 +178,11 @@ class Composer:
             "not_found": "I couldn't find the person you mean",
             "unsupported": "I can't answer that with this face engine",
         }[plan.status]
+        if plan.status == "ambiguous" and plan.comparison == "same_person":
+            opening = "I can't tell which two faces to compare"
         everyone = sorted(self.faces)
         text = f"{opening}: {plan.reason}."
-        if plan.status == "ambiguous" and plan.candidates and len(plan.candidates) < len(everyone):
+        if plan.status == "ambiguous" and 1 < len(plan.candidates) < len(everyone):
             text += f" It could be {self.names(plan.candidates, conjunction='or')}."
         text += "\n\nWho is there (numbered left to right):\n" + self.lineup(everyone)
         if plan.status == "ambiguous":

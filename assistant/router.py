@@ -380,7 +380,8 @@ def _compare(
 def _two(q: Question, ref: Referent, faces: dict, n_images: int, focus: list[FaceRef]) -> Grounding | None:
     """The two faces a comparison names ("person 1 and 3", "the man on the left ... as the woman"), if it names two."""
     if len(ref.indexes) >= 2:
-        return ground(ref.but(superlative=None, emotion_most=None), faces, n_images, focus, singular=False)
+        g = ground(ref.but(superlative=None, emotion_most=None), faces, n_images, focus, singular=False)
+        return _distinct(g)
     halves = re.split(r"\b(?:and|as|with|vs|versus|to|than|or)\b", q.text, maxsplit=1)
     if len(halves) < 2:
         return None
@@ -393,9 +394,19 @@ def _two(q: Question, ref: Referent, faces: dict, n_images: int, focus: list[Fac
         if g.status != "ok":
             return g
         picked.extend(g.targets)
-    if len(picked) == 2 and picked[0] != picked[1]:
-        return Grounding(picked, picked, reason="the two faces you named")
+    if len(picked) == 2:
+        return _distinct(Grounding(picked, picked, reason="the two faces you named"))
     return None
+
+
+def _distinct(g: Grounding) -> Grounding:
+    """A comparison needs two different faces; naming one face twice is asked back, not answered."""
+    unique = list(dict.fromkeys(g.targets))
+    if g.status != "ok" or len(unique) == len(g.targets):
+        return g
+    if len(unique) >= 2:
+        return Grounding(unique, unique, reason=g.reason)
+    return Grounding([], unique, "ambiguous", f"both point to the same face, person {unique[0].face}; name two faces")
 
 
 def _same_person(q: Question, ref: Referent, faces: dict, n_images: int, focus: list[FaceRef], plan: dict) -> Plan:

@@ -188,3 +188,26 @@ def test_routing_is_deterministic(group):
     _, report = group
     for question in ("Who is the oldest?", "How old is the man?", "Explain her expression step by step"):
         assert route(question, [report]) == route(question, [report])
+
+
+def test_any_text_gets_an_answer(group):
+    """Word soup from the case table, with and without faces or earlier turns: never an exception."""
+    import random
+    import tomllib
+
+    _, report = group
+    empty = report.model_copy(update={"faces": []})
+    data = tomllib.loads((Path(__file__).parent / "data" / "assistant_cases.toml").read_text())
+    words = sorted({w for c in data["case"] for w in c["q"].split()} | {"#", "0", "9", "and", "than", "as", "photo"})
+    rng = random.Random(0)
+    assistant = Assistant(engine=object())  # reports only: the engine is never called
+    statuses = set()
+    for _ in range(1500):
+        photos = rng.choice([[report], [report, report], [empty], [report, empty]])
+        chat = Conversation()
+        for _turn in range(2):
+            question = " ".join(rng.choice(words) for _ in range(rng.randint(1, 12)))
+            answer = assistant.answer(photos if not chat.turns else None, question, chat)
+            assert answer.answer and answer.task
+            statuses.add(answer.status)
+    assert statuses == {"ok", "ambiguous", "not_found", "no_faces", "unsupported"}
