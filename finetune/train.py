@@ -140,7 +140,9 @@ def load_model(config: FinetuneConfig, arch: str):
         parts = PARTS[arch]
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype, llm_int8_skip_modules=[parts["vision"], parts["projector"], "lm_head"])
+            bnb_4bit_compute_dtype=dtype,
+            # Regexes anchored at the start of module names ("model.vision_tower..." in transformers 5).
+            llm_int8_skip_modules=[rf".*\.{parts['vision']}", rf".*\.{parts['projector']}", "lm_head"])
         kwargs["device_map"] = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
     model = AutoModelForImageTextToText.from_pretrained(config.model, **kwargs)
     if config.method == "qlora":
