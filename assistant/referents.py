@@ -29,62 +29,15 @@ NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seve
 # Words that pick out faces by apparent attributes, mapped to labels through the taxonomy so the router and
 # the rest of faceqa cannot disagree on what "smiling" or "latino" means.
 _EMOTION_WORDS = (
-    "happy",
-    "happiness",
-    "smiling",
-    "smile",
-    "smiles",
-    "laughing",
-    "joyful",
-    "cheerful",
-    "glad",
-    "sad",
-    "sadness",
-    "crying",
-    "gloomy",
-    "angry",
-    "anger",
-    "mad",
-    "furious",
-    "annoyed",
-    "irritated",
-    "surprised",
-    "surprise",
-    "shocked",
-    "astonished",
-    "amazed",
-    "startled",
-    "afraid",
-    "scared",
-    "fearful",
-    "frightened",
-    "terrified",
-    "fear",
-    "disgusted",
-    "disgust",
-    "neutral",
-    "calm",
-    "expressionless",
-    "contemptuous",
-    "contempt",
-    "disdainful",
-)
+    "happy", "happiness", "smiling", "smile", "smiles", "laughing", "joyful", "cheerful", "glad", "sad", "sadness",
+    "crying", "gloomy", "angry", "anger", "mad", "furious", "annoyed", "irritated", "surprised", "surprise",
+    "shocked", "astonished", "amazed", "startled", "afraid", "scared", "fearful", "frightened", "terrified", "fear",
+    "disgusted", "disgust", "neutral", "calm", "expressionless", "contemptuous", "contempt", "disdainful",
+)  # fmt: skip
 _RACE_WORDS = (
-    "white",
-    "black",
-    "caucasian",
-    "african american",
-    "african",
-    "east asian",
-    "southeast asian",
-    "south east asian",
-    "indian",
-    "south asian",
-    "latino",
-    "latina",
-    "hispanic",
-    "middle eastern",
-)
+    "white", "black", "caucasian", "african american", "african", "east asian", "southeast asian",
+    "south east asian", "indian", "south asian", "latino", "latina", "hispanic", "middle eastern",
+)  # fmt: skip
 # Age words -> (lowest, highest) apparent years they cover.
 AGE_WORDS = {
     "baby": (0, 2.99), "babies": (0, 2.99), "infant": (0, 2.99), "toddler": (0, 3.99), "child": (0, 12.99),
@@ -105,6 +58,9 @@ GENDER_WORDS = {
     "woman": "Female", "women": "Female", "lady": "Female", "ladies": "Female", "girl": "Female",
     "girls": "Female", "female": "Female", "females": "Female", "she": "Female", "her": "Female", "hers": "Female",
 }  # fmt: skip
+
+
+_PLURAL_GENDER_WORDS = frozenset(("men", "gentlemen", "guys", "boys", "males", "women", "ladies", "girls", "females"))
 
 
 @cache
@@ -156,7 +112,7 @@ RX = {
         rf"\b(?:(?:on|at|in|to) the (left|right)(?:[ -]hand)?(?: side)?(?! of\b)|the (left|right) {PERSON}"
         rf"|on (left|right)\b)"
     ),
-    "middle": re.compile(rf"\b(?:in the |at the )?(middle|center|central|centermost)\b(?: {PERSON})?"),
+    "middle": re.compile(rf"\b(?:in the |at the )?(middle|center|central|centermost)\b(?! aged)(?: {PERSON})?"),
     "nth": re.compile(rf"\b({_ORD}) {PERSON}\b"),
     "last": re.compile(rf"\bthe last(?: {PERSON})?\b"),
     "size": re.compile(
@@ -387,7 +343,7 @@ def parse(text: str) -> Referent:
     for m in t.take("gender", every=True):
         ref.gender = GENDER_WORDS[m.group(1)]
         ref.words.append(m.group(1))
-        ref.plural |= m.group(1).endswith(("men", "ys", "ies", "les", "rls"))
+        ref.plural |= m.group(1) in _PLURAL_GENDER_WORDS
     for m in t.take("pronoun", every=True):
         ref.pronoun = PRONOUNS[m.group(1)]
         ref.words.append(m.group(1))
@@ -510,7 +466,7 @@ def _age_range(word: str) -> str:
     low, high = AGE_WORDS[word]
     if low == 0:
         return f"under {high + 0.01:.0f}"
-    return f"{low} or older" if high >= 120 else f"{low}-{high:.0f}"
+    return f"{low} or older" if high >= 120 else f"{low}-{int(high)}"
 
 
 def describe_filters(ref: Referent, plural: bool = False) -> str:

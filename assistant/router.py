@@ -200,7 +200,7 @@ def route(
         return Plan(intent=intent, status="no_faces", reason=f"there are no faces in the {where}", **plan)
 
     if ref.unresolved and len(faces) > 1:
-        grounded = _resolve(ref, q, reports, images, resolver, faces, n_images, focus)
+        grounded = _resolve(ref, question, reports, images, resolver, faces, n_images, focus)
         if grounded.status != "ok":
             return Plan(
                 intent=_intent(q, attributes, ref, conversation),
@@ -229,18 +229,9 @@ def _intent(q: Question, attributes: list[str], ref: Referent, conversation: Con
     if q.find("reasoning") and ("emotion" in attributes or not attributes):
         return "reasoning"
     if q.find("who") and not q.find("describe"):
-        return (
-            "compare"
-            if (
-                ref.superlative
-                or ref.emotion_most
-                or ref.filters
-                or "emotion" in attributes
-                or "gender" in attributes
-                and ref.empty
-            )
-            else "attribute"
-        )
+        # "who is the oldest / smiling / the woman" finds faces; "who is person 3" describes one.
+        finds = ref.superlative or ref.emotion_most or ref.filters or "emotion" in attributes
+        return "compare" if finds or ("gender" in attributes and ref.empty) else "attribute"
     if q.find("describe") and (not ref.picks or ref.everyone or ref.all_images):
         return "describe"
     if attributes or q.find("describe"):
@@ -429,7 +420,7 @@ def _same_person(q: Question, ref: Referent, faces: dict, n_images: int, focus: 
 
 def _resolve(
     ref: Referent,
-    q: Question,
+    question: str,
     reports: Sequence[ImageReport],
     images: Sequence[np.ndarray | None] | None,
     resolver: ReferentResolver | None,
@@ -453,7 +444,7 @@ def _resolve(
     for index, (report, rgb) in enumerate(zip(reports, images, strict=True), start=1):
         if rgb is None or not any(r.image == index for r in pool):
             continue
-        ids = resolver.resolve(ref.unresolved, q.text, rgb, report) or []
+        ids = resolver.resolve(ref.unresolved, question, rgb, report) or []
         picked += [FaceRef(index, i) for i in ids if FaceRef(index, i) in pool]
     if len(picked) == 1:
         return Grounding(picked, picked, reason=f"'{ref.unresolved}', as picked by the VLM")
