@@ -140,11 +140,11 @@ class Composer:
 
     def answer(self, plan: Plan, evidence: Evidence) -> Answer:
         if plan.status == "no_faces":
-            what = f" {plan.referent}" if plan.referent else ""
-            text = f"I don't see any faces: {plan.reason}."
-            if plan.intent != "count" and what:
-                text += f" So I can't tell you about{what}."
-            return self._wrap(plan, text, [], {"count": 0} if plan.intent == "count" else {})
+            text = f"I don't see any faces in {'these photos' if self.n_images > 1 else 'this photo'}"
+            if plan.intent == "count":
+                return self._wrap(plan, text + ", so the count is 0.", [], {"count": 0, "total": 0, "faces": []})
+            note = " Faces that are small, turned away or covered may not be detected."
+            return self._wrap(plan, text + ", so I can't answer that." + note, [])
         if plan.intent == "help":
             return self._wrap(plan, HELP + "\n\nWho is there:\n" + self.lineup(list(self.faces)), plan.candidates)
         if plan.status != "ok":
