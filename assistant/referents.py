@@ -95,8 +95,12 @@ RX = {
     "image": re.compile(rf"\b(?:in|from|of|on|for) (?:the )?({_ORD}) {_IMAGE}\b"),
     "image_n": re.compile(rf"\b(?:in|from|of|on|for) {_IMAGE} (?:#|number |no )?({_NUM})\b"),
     "all_images": re.compile(rf"\b(?:in|across|from|of) (?:both|all|each|every)(?: of)?(?: the| these)? {_IMAGE}\b"),
-    "index": re.compile(rf"(?:\b(?:person|persons|face|faces|individual|number|subject)\s*#?\s*|#\s*)({_NUM})\b"),
-    "index_more": re.compile(rf"^\s*(?:,|and|&|or|vs|versus|with)?\s*(?:(?:person|face|number)\s*)?#?\s*({_NUM})\b"),
+    # Possessive quantifiers (*+): blanked phrases leave long runs of spaces, which plain \s* pairs would
+    # backtrack over quadratically.
+    "index": re.compile(rf"(?:\b(?:person|persons|face|faces|individual|number|subject)\s*+#?\s*+|#\s*+)({_NUM})\b"),
+    "index_more": re.compile(
+        rf"^\s*+(?:(?:,|and|&|or|vs|versus|with)\s*+)?(?:(?:person|face|number)\s*+)?#?\s*+({_NUM})\b"
+    ),
     "possessive_side": re.compile(r"\b(?:to|on|at) (her|his|their) (left|right)(?: side)?\b"),
     "adjacent": re.compile(
         rf"\b(?:(?:right |directly |just |sitting |standing )?(?:next to|beside|besides|by|alongside|near)"
