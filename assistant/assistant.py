@@ -64,7 +64,11 @@ class Assistant:
         return self._engine
 
     def analyze(self, images: Image | Sequence[Image]) -> list[tuple[np.ndarray | None, ImageReport]]:
-        """Decode and analyse each photo (a BadImage error names the one that failed)."""
+        """Decode and analyse each photo (a BadImage error names the one that failed).
+
+        Reports passed in are used as they are: the attribute engine needs pixels, so it only
+        refines photos analysed here.
+        """
         if isinstance(images, np.ndarray | str | Path | bytes | ImageReport):
             images = [images]
         photos = []
