@@ -72,8 +72,11 @@ def tiny(tmp_path_factory):
 def _serve(interpreter, tiny, name: str, loras: dict[str, str]):
     config = ServeConfig(model=str(tiny / name), port=free_port(), cpu=True, loras=loras)
     server = VLLMServer(config, log_path=tiny / f"{name}-vllm.log", python=interpreter)
-    with server.start().wait_ready(timeout=600):
-        yield server
+    server.start()
+    try:
+        yield server.wait_ready(timeout=600)
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")

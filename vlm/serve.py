@@ -14,6 +14,7 @@ plain model.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -171,6 +172,23 @@ def vllm_command(config: ServeConfig, python: Path, workdir: Path) -> tuple[list
     return args + list(config.extra_args), env
 
 
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when faceqa dies, even by SIGKILL (Linux prctl).
+
+    The kernel sends it when the thread that started the server ends, so start
+    servers from a thread that lives as long as they should (the main thread).
+    """
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class VLLMServer:
     """A vLLM server subprocess: start, wait for /health, stop (the whole process group).
 
@@ -191,14 +209,25 @@ class VLLMServer:
         return f"http://{self.config.host}:{self.config.port}/v1"
 
     def start(self) -> VLLMServer:
+        if self.process is not None:
+            raise ServeError(f"vLLM already started (pid {self.process.pid})")
+        if _port_taken(self.config.host, self.config.port):
+            # Otherwise another server's /health would pass for ours.
+            raise ServeError(f"{self.config.host}:{self.config.port} is already in use")
         argv, extra_env = vllm_command(self.config, self.python, self._workdir)
         env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), **extra_env}
         env.pop("PYTHONPATH", None)  # faceqa's venv must not leak into vLLM's
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._started = time.monotonic()
         self.process = subprocess.Popen(
-            argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
+        atexit.register(self.stop)
         return self
 
     def log_tail(self, lines: int = 40) -> str:
@@ -240,9 +269,12 @@ class VLLMServer:
             self.process.wait()
         self._log.close()
         self.process = None
+        atexit.unregister(self.stop)
 
     def __enter__(self) -> VLLMServer:
-        return self.start().wait_ready()
+        if self.process is None:
+            self.start()
+        return self.wait_ready()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
