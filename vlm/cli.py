@@ -139,3 +139,7 @@ def make_tiny_vlm_command(
     typer.echo(make_tiny_vlm(arch, out, seed=seed))
     if lora is not None:
         typer.echo(make_tiny_lora(out, lora, seed=seed))
+
+
+if __name__ == "__main__":  # `python -m faceqa.vlm.cli serve-vlm ...`: vLLM's image has no faceqa console script
+    app()
