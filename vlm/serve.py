@@ -215,7 +215,9 @@ class VLLMServer:
             # Otherwise another server's /health would pass for ours.
             raise ServeError(f"{self.config.host}:{self.config.port} is already in use")
         argv, extra_env = vllm_command(self.config, self.python, self._workdir)
-        env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), **extra_env}
+        env = {**os.environ, **extra_env}
+        if Path(self.config.model).is_dir():
+            env.setdefault("HF_HUB_OFFLINE", "1")  # a local folder must not make vLLM look anything up online
         env.pop("PYTHONPATH", None)  # faceqa's venv must not leak into vLLM's
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._started = time.monotonic()
