@@ -209,3 +209,24 @@ def test_merged_checkpoint_serves_the_adapters_answer(llava, llava_merged):
     adapter = OpenAIBackend(llava.base_url, model="llava-lora")
     for seed in range(2):
         assert merged.generate([image(seed)], PROMPT, GREEDY) == adapter.generate([image(seed)], PROMPT, GREEDY)
+
+
+def test_attribute_engine_reads_the_same_through_vllm_and_transformers(llava, local_llava, examples, group_report):
+    from faceqa.images import load_image
+    from faceqa.vlm.attributes import VLMAttributes
+
+    rgb = load_image(examples / "group.jpg")
+    served, served_failures = VLMAttributes(OpenAIBackend(llava.base_url, model="llava-lora")).annotate(
+        rgb, group_report
+    )
+    local, local_failures = VLMAttributes(local_llava["llava-lora"]).annotate(rgb, group_report)
+    assert served_failures == local_failures == []
+    for a, b in zip(served.faces, local.faces, strict=True):
+        assert (a.race.label, a.gender.label, a.age.group, a.emotion.label) == (
+            b.race.label,
+            b.gender.label,
+            b.age.group,
+            b.emotion.label,
+        )
+        assert a.race.score == pytest.approx(b.race.score, rel=1e-3)
+        assert a.sources["race"] == "vlm:openai:llava-lora"

@@ -34,6 +34,8 @@ class GenerationParams:
     `json_schema` asks for JSON valid against the schema (OpenAI `response_format`);
     `choices` asks for exactly one of the strings (vLLM `structured_outputs.choice`).
     Temperature 0 is greedy decoding, which is what makes answers reproducible.
+    `logprobs` asks for the answer's log-probability under the raw model (before any
+    constraint or temperature), which is what a confidence can honestly be made of.
     """
 
     max_tokens: int = 128
@@ -43,6 +45,7 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     json_schema: dict | None = None
     choices: tuple[str, ...] | None = None
+    logprobs: bool = False
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -67,12 +70,17 @@ class VLMRequest:
 
 @dataclass(frozen=True)
 class Completion:
-    """Generated text with the token counts that throughput figures are made of."""
+    """Generated text with the token counts that throughput figures are made of.
+
+    `logprob` (when asked for) is the sum of the raw model's log-probabilities of the
+    answer's tokens, the end-of-sequence token excluded.
+    """
 
     text: str
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str = field(default="stop")
+    logprob: float | None = None
 
 
 def to_pil(image: ImageLike) -> Image.Image:
@@ -135,6 +143,11 @@ class VLMBackend(ABC):
     """A vision-language model that answers a prompt about zero or more images."""
 
     name: str = "vlm"
+
+    @property
+    def label(self) -> str:
+        """Which model answers, for provenance (FaceReport.sources); never needs a round trip."""
+        return self.name
 
     @abstractmethod
     def complete(

@@ -79,6 +79,10 @@ class OpenAIBackend(VLMBackend):
         self._in_flight = threading.BoundedSemaphore(concurrency)
 
     @property
+    def label(self) -> str:
+        return f"{self.name}:{self._model or self.base_url}"
+
+    @property
     def model(self) -> str:
         if self._model is None:
             try:
@@ -114,6 +118,8 @@ class OpenAIBackend(VLMBackend):
             kwargs["seed"] = params.seed
         if params.stop:
             kwargs["stop"] = list(params.stop)
+        if params.logprobs:
+            kwargs["logprobs"] = True
         if params.json_schema is not None:
             kwargs["response_format"] = {
                 "type": "json_schema",
@@ -151,7 +157,15 @@ class OpenAIBackend(VLMBackend):
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             finish_reason=choice.finish_reason or "stop",
+            logprob=self._logprob(choice) if params.logprobs else None,
         )
+
+    def _logprob(self, choice) -> float:
+        """Sum of the answer tokens' log-probabilities (vLLM reports raw-model values by default)."""
+        entries = choice.logprobs.content if choice.logprobs is not None else None
+        if not entries:
+            raise VLMError(f"{self.base_url} returned no logprobs although they were asked for")
+        return float(sum(entry.logprob for entry in entries))
 
     def complete_batch(
         self, requests: Sequence[VLMRequest], params: GenerationParams | None = None

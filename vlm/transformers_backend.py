@@ -66,6 +66,7 @@ class TransformersBackend(VLMBackend):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model_path = Path(model_path)
+        self.adapter = adapter
         if not (self.model_path / "config.json").is_file():
             raise ValueError(f"{self.model_path}: not a model folder (no config.json)")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -102,6 +103,11 @@ class TransformersBackend(VLMBackend):
         return BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype
         )
+
+    @property
+    def label(self) -> str:
+        adapter = f"+{Path(self.adapter).name}" if self.adapter else ""
+        return f"{self.name}:{self.model_path.name}{adapter}"
 
     @property
     def tokenizer(self):
@@ -173,14 +179,23 @@ class TransformersBackend(VLMBackend):
                 max_new_tokens=params.max_tokens,
                 logits_processor=self._logits_processors(params),
                 pad_token_id=self.tokenizer.pad_token_id,
+                return_dict_in_generate=True,
+                output_logits=params.logprobs,  # raw logits: before constraints, like vLLM's raw_logprobs
             )
         eos = self.model.generation_config.eos_token_id
         stop_ids = set(eos if isinstance(eos, list) else [eos])
         prompt_len = inputs["input_ids"].shape[1]
         completions = []
-        for row, attention in zip(output, inputs["attention_mask"], strict=True):
+        for index, (row, attention) in enumerate(zip(output.sequences, inputs["attention_mask"], strict=True)):
             new = row[prompt_len:].tolist()
             end = next((i for i, t in enumerate(new) if t in stop_ids), None)
+            logprob = None
+            if params.logprobs:
+                answer = new if end is None else new[:end]
+                logprob = sum(
+                    float(torch.log_softmax(output.logits[step][index].float(), dim=-1)[token])
+                    for step, token in enumerate(answer)
+                )
             text = self.tokenizer.decode(new if end is None else new[:end], skip_special_tokens=True)
             stopped = end is not None
             for stop in params.stop:
@@ -195,6 +210,7 @@ class TransformersBackend(VLMBackend):
                     prompt_tokens=int(attention.sum()),
                     completion_tokens=len(new) if end is None else end + 1,  # counts the EOS, as vLLM does
                     finish_reason="stop" if stopped else "length",
+                    logprob=logprob,
                 )
             )
         return completions
