@@ -21,7 +21,8 @@ class Metrics:
                                  ["method", "route"], buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.errors = Counter("faceqa_http_errors", "Requests answered with an error, by error code.",
                               ["route", "code"], registry=self.registry)
-        self.model_seconds = Histogram("faceqa_model_seconds", "Model work per request (analysis and answer).",
+        self.model_seconds = Histogram("faceqa_model_seconds",
+                                       "Photo decoding and model work per request, waits for a worker included.",
                                        ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.pending = Gauge("faceqa_model_pending", "Requests waiting for or using a model worker.",
                              registry=self.registry)

@@ -3,6 +3,10 @@
 The engine's models keep per-call state (YuNet's input size, LiteRT's tensors), so an
 engine is used by one thread at a time: `workers` engines, `workers` threads. The event
 loop only awaits them, which keeps /health answering while every worker is busy.
+Photos are decoded on their own thread just ahead of the model workers (at most one
+request per worker decoded in advance, so decoded pixels stay bounded): decoding the
+next photo overlaps the current analysis, and a broken photo is refused without
+waiting for a model worker.
 Analyses are cached by image hash so a multi-turn conversation, which resends its
 images with every request, pays for each image's analysis once.
 """
@@ -18,7 +22,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TypeVar
+
+import numpy as np
 
 from faceqa.faces.engine import EngineConfig, FaceEngine
 from faceqa.images import BadImage, load_image
@@ -36,8 +43,9 @@ T = TypeVar("T")
 class Image:
     data: bytes
     param: str
+    rgb: np.ndarray | None = None  # decoded ahead of the model worker when its analysis is not cached
 
-    @property
+    @cached_property
     def digest(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
 
@@ -65,6 +73,10 @@ class AnalysisCache:
             self._items.move_to_end(key)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
+
+    def __contains__(self, key: tuple) -> bool:
+        with self._lock:
+            return key in self._items
 
     def __len__(self) -> int:
         return len(self._items)
@@ -104,6 +116,8 @@ class Service:
         self._make_worker = worker
         self._idle: queue.Queue[Worker] = queue.Queue()
         self._executor: ThreadPoolExecutor | None = None
+        self._decoder: ThreadPoolExecutor | None = None
+        self._ahead: asyncio.Semaphore | None = None
         self.pending = 0
 
     def start(self) -> None:
@@ -111,10 +125,13 @@ class Service:
         for _ in range(self.config.workers):
             self._idle.put(self._make_worker(self.config))
         self._executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="faceqa-model")
+        self._decoder = ThreadPoolExecutor(1, thread_name_prefix="faceqa-decode")
+        self._ahead = asyncio.Semaphore(2 * self.config.workers)  # in a model worker, or decoded and next
 
     def stop(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        for executor in (self._executor, self._decoder):
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
 
     def check_model(self, model: str, param: str = "model") -> None:
         if model in self.config.models:
@@ -127,28 +144,24 @@ class Service:
 
     async def converse(self, model: str, turns: list[Turn], images: list[Image]) -> Answer:
         """Replay the earlier user questions to rebuild the conversation, then answer the last one."""
-        return await self._run(model, lambda worker: self._converse(worker, model, turns, images))
+        if not images:
+            raise APIError(400, "there is no photo in the conversation: add one as an image_url part of a user "
+                           "message", param="messages", code="no_image")
+        return await self._run(model, images, False, lambda worker, ready: self._converse(worker, model, turns, ready))
 
     async def analyze(self, model: str, images: list[Image | ImageError],
                       embeddings: bool) -> list[ImageReport | ImageError]:
         """One result per input in order; inputs that already failed (e.g. a refused URL) pass through."""
 
-        def job(worker: Worker) -> list[ImageReport | ImageError]:
-            results: list[ImageReport | ImageError] = []
-            for image in images:
-                if isinstance(image, ImageError):
-                    results.append(image)
-                    continue
-                try:
-                    results.append(self._report(worker, model, image, embeddings))
-                except APIError as error:  # one bad image never sinks the batch
-                    results.append(ImageError(error=error.message))
-            return results
+        def job(worker: Worker, ready: list[Image | ImageError]) -> list[ImageReport | ImageError]:
+            return [item if isinstance(item, ImageError) else self._report(worker, model, item, embeddings)
+                    for item in ready]
 
-        return await self._run(model, job)
+        return await self._run(model, images, embeddings, job, one_by_one=True)
 
-    async def _run(self, model: str, job: Callable[[Worker], T]) -> T:
-        if self._executor is None:
+    async def _run(self, model: str, images: list, embeddings: bool, job: Callable[[Worker, list], T],
+                   one_by_one: bool = False) -> T:
+        if self._executor is None or self._decoder is None or self._ahead is None:
             raise RuntimeError("Service.start() was not called")
         if self.pending >= self.config.max_pending:
             raise APIError(429, f"the server is busy ({self.pending} requests waiting); retry shortly",
@@ -156,26 +169,50 @@ class Service:
         self.pending += 1
         self.metrics.pending.inc()
         start = time.perf_counter()
+        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, self._on_worker, job)
+            async with self._ahead:
+                ready = await loop.run_in_executor(self._decoder, self._decode, model, images, embeddings, one_by_one)
+                return await loop.run_in_executor(self._executor, self._on_worker, job, ready)
         finally:
             self.pending -= 1
             self.metrics.pending.dec()
             self.metrics.model_seconds.labels(model).observe(time.perf_counter() - start)
 
-    def _on_worker(self, job: Callable[[Worker], T]) -> T:
+    def _decode(self, model: str, images: list, embeddings: bool, one_by_one: bool) -> list:
+        """Decode every photo whose analysis is not cached; a broken one fails the request, or only
+        its own slot (`one_by_one`, as in a batch analysis)."""
+        ready = []
+        for item in images:
+            if isinstance(item, Image) and (model, item.digest, embeddings) not in self.cache:
+                try:
+                    item.rgb = self._load(item)
+                except APIError as error:
+                    if not one_by_one:
+                        raise
+                    item = ImageError(error=error.message)
+            ready.append(item)
+        return ready
+
+    def _load(self, image: Image) -> np.ndarray:
+        if image.rgb is not None:
+            return image.rgb
+        try:
+            return load_image(image.data, max_pixels=self.config.max_pixels)
+        except BadImage as error:
+            code = "image_too_large" if "pixel" in str(error) else "invalid_image"
+            raise APIError(400, str(error), param=image.param, code=code) from None
+
+    def _on_worker(self, job: Callable[[Worker, list], T], ready: list) -> T:
         worker = self._idle.get()
         try:
-            return job(worker)
+            return job(worker, ready)
         finally:
             self._idle.put(worker)
 
     def _converse(self, worker: Worker, model: str, turns: list[Turn], images: list[Image]) -> Answer:
         from faceqa.assistant import Conversation
 
-        if not images:
-            raise APIError(400, "there is no photo in the conversation: add one as an image_url part of a user "
-                           "message", param="messages", code="no_image")
         reports = [self._report(worker, model, image) for image in images]
         conversation = Conversation()
         seen = given = 0
@@ -209,7 +246,7 @@ class Service:
             return reports
         reports = list(reports)
         for number in sorted({ref.image for ref in plan.targets}):
-            rgb = load_image(images[number - 1].data, max_pixels=self.config.max_pixels)
+            rgb = self._load(images[number - 1])
             wanted = {ref.face for ref in plan.targets if ref.image == number}
             faces = [f.model_copy(update={"embedding": worker.engine.embed(rgb, f)}) if f.id in wanted else f
                      for f in reports[number - 1].faces]
@@ -222,11 +259,7 @@ class Service:
         self.metrics.cache.labels("hit" if report is not None else "miss").inc()
         if report is not None:
             return report
-        try:
-            rgb = load_image(image.data, max_pixels=self.config.max_pixels)
-        except BadImage as error:
-            code = "image_too_large" if "pixel" in str(error) else "invalid_image"
-            raise APIError(400, str(error), param=image.param, code=code) from None
+        rgb = self._load(image)  # decoded ahead unless the analysis was cached then and evicted since
         report = worker.engine.analyze(rgb, embeddings=embeddings)
         attributes = worker.attributes[model]
         if attributes is not None:

@@ -4,7 +4,9 @@ Both sides do the same work per request: decode the photo, analyse every face, a
 one of three questions (attribute, multi-person, step-by-step reasoning) about the
 4-face group photo. The server runs with its analysis cache off, so no request is
 cheaper than its in-process twin; it is a separate process (as in production) with
-the same number of model workers as the in-process side has threads. Phases alternate
+the same number of model workers as the in-process side has threads. (The server
+decodes the next photo on its own thread while a worker analyses the current one;
+a plain in-process loop does the two one after the other.) Phases alternate
 (in-process, server, in-process, ...) in one run so machine noise hits both alike;
 the ratio is of the medians. CPU time per request (this process for the in-process side;
 the server process, and separately the client, for the other) is reported too: on a
@@ -12,7 +14,7 @@ shared machine it is the figure that other processes' load disturbs least. While
 server is loaded, /health is polled on its own connection to show that model work does
 not block the event loop.
 
-    python bench/bench_api.py [--seconds 6] [--rounds 5] [--workers 1] [--concurrency 8]
+    python bench/bench_api.py [--seconds 5] [--rounds 8] [--workers 1] [--concurrency 8]
 """
 
 from __future__ import annotations
@@ -181,8 +183,8 @@ def rounded(record: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=6.0, help="Length of each phase.")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=5.0, help="Length of each phase.")
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1, help="Model workers (server) = threads (in-process).")
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
