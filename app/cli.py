@@ -49,6 +49,8 @@ def serve(
     vlm_model: Annotated[str | None, typer.Option(help="Model name on the VLM server.")] = None,
     vlm_api_key: Annotated[str | None, typer.Option(envvar="FACEQA_VLM_API_KEY", help="Key for the VLM server.")] = (
         None),
+    vlm_style: Annotated[str, typer.Option(help="Prompt wording for the VLM: chat, or paligemma.")] = (
+        _defaults.vlm_style),
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve the assistant as an OpenAI-compatible API (chat completions with image_url parts)."""
@@ -62,7 +64,7 @@ def serve(
         max_images=max_images, max_pixels=max_pixels, max_messages=max_messages,
         max_question_chars=max_question_chars, request_timeout=timeout, workers=workers, threads=threads,
         max_pending=max_pending, cache_size=cache_size, vlm_base_url=vlm_base_url, vlm_model=vlm_model,
-        vlm_api_key=vlm_api_key,
+        vlm_api_key=vlm_api_key, vlm_style=vlm_style,
     )
     try:
         config.check()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from faceqa.prompts.templates import STYLES
+
 LOCAL_MODEL = "faceqa-local"
 VLM_MODEL = "faceqa-vlm"
 
@@ -41,6 +43,7 @@ class ServerConfig:
     vlm_base_url: str | None = None
     vlm_model: str | None = None
     vlm_api_key: str | None = field(default=None, repr=False)
+    vlm_style: str = "chat"  # prompt wording: "chat", or "paligemma" for PaliGemma's task prefixes
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -57,6 +60,8 @@ class ServerConfig:
             raise ValueError("API keys must not be empty")
         if bool(self.vlm_base_url) != bool(self.vlm_model):
             raise ValueError("faceqa-vlm needs both --vlm-base-url and --vlm-model")
+        if self.vlm_style not in STYLES:
+            raise ValueError(f"--vlm-style must be one of {', '.join(STYLES)}")
         for name in ("max_body_bytes", "max_images", "max_pixels", "max_messages", "max_question_chars",
                      "max_choices", "workers", "threads", "max_pending", "remote_max_bytes"):
             if getattr(self, name) < 1:

@@ -24,7 +24,7 @@ from faceqa.schema import ImageError
 
 from . import errors
 from .completions import completion, output_format, reply, stream
-from .config import ServerConfig
+from .config import VLM_MODEL, ServerConfig
 from .dialogue import Turn, count_tokens, message_text, user_turns
 from .errors import APIError
 from .metrics import Metrics
@@ -49,6 +49,7 @@ _ERROR_TEXT = {
     408: "The request took longer than the server's per-request timeout.",
     413: "The request body is over the server's size limit.",
     429: "Too many requests are waiting for a model worker; retry shortly.",
+    502: "faceqa-vlm only: the VLM backend gave no usable answer.",
 }
 _STREAM = {"text/event-stream": {"schema": {"type": "string", "description": "With `stream: true`: "
                                             "ChatCompletionChunk objects as server-sent events, then [DONE]."}}}
@@ -82,6 +83,7 @@ def create_app(config: ServerConfig, service: Service | None = None, fetcher: Im
     keyed = bool(config.api_keys)
     guarded = [Security(_authorized)] if keyed else []
     auth = (401,) if keyed else ()
+    upstream = (502,) if VLM_MODEL in config.models else ()
 
     app = FastAPI(title="faceqa", version=__version__, lifespan=lifespan,
                   description="OpenAI-compatible API for faceqa: ask about the people in a photo. Attributes are "
@@ -128,7 +130,7 @@ def create_app(config: ServerConfig, service: Service | None = None, fetcher: Im
         return ModelCard(id=model, created=started)
 
     @app.post("/v1/chat/completions", response_model=ChatCompletion, tags=["openai"], dependencies=guarded,
-              responses={200: {"content": _STREAM}, **_errors(400, *auth, 404, 408, 413, 429)})
+              responses={200: {"content": _STREAM}, **_errors(400, *auth, 404, 408, 413, 429, *upstream)})
     async def chat_completions(body: ChatCompletionRequest):
         """Answer the last user message about the photos of the conversation (`image_url` parts)."""
         service.check_model(body.model)
@@ -144,7 +146,7 @@ def create_app(config: ServerConfig, service: Service | None = None, fetcher: Im
         return completion(result, fmt)
 
     @app.post("/v1/faces/analyze", response_model=FaceAnalysis, response_model_exclude_none=True, tags=["faces"],
-              dependencies=guarded, responses=_errors(400, *auth, 404, 408, 413, 429))
+              dependencies=guarded, responses=_errors(400, *auth, 404, 408, 413, 429, *upstream))
     async def analyze(body: AnalyzeRequest) -> FaceAnalysis:
         """Every face of each image, numbered left to right, in the shared face-report schema."""
         service.check_model(body.model)

@@ -100,11 +100,12 @@ class Worker:
 
 
 def _vlm_attributes(config: ServerConfig):
-    from faceqa.vlm.attributes import VLMAttributes
+    from faceqa.vlm.attributes import VLMAttributes, VLMAttributesConfig
     from faceqa.vlm.openai_backend import OpenAIBackend
 
-    backend = OpenAIBackend(base_url=config.vlm_base_url, model=config.vlm_model, api_key=config.vlm_api_key)
-    return VLMAttributes(backend)
+    backend = OpenAIBackend(base_url=config.vlm_base_url, model=config.vlm_model, api_key=config.vlm_api_key,
+                            timeout=config.request_timeout)
+    return VLMAttributes(backend, VLMAttributesConfig(style=config.vlm_style))
 
 
 class Service:
@@ -264,5 +265,9 @@ class Service:
         attributes = worker.attributes[model]
         if attributes is not None:
             report = attributes.fill(rgb, report)
+            if report.faces and len(attributes.last_failures) == len(report.faces) * len(attributes.config.attributes):
+                # Nothing usable came back (backend down, or answers that are no labels): say so, don't guess.
+                raise APIError(502, "the VLM backend gave no usable answer for any face (the server log says why); "
+                               "faceqa-local still works", code="vlm_unavailable", type="server_error")
         self.cache.put(key, report)
         return report
