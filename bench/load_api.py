@@ -5,11 +5,13 @@ and multi-turn follow-ups), face analysis, and one bad request in ten (a broken 
 an unknown model, malformed JSON), which must get its 4xx. Every 25th request sends a
 photo the server has never seen (a re-encoded crop of the group photo), so the bounded
 analysis cache keeps missing and evicting: memory must still level off. An error is
-any unexpected status, a transport failure or an empty answer.
+any unexpected status, a transport failure or an empty answer. The last level runs
+twice: by then the cache is full and evicting, so the server's memory after the two
+runs shows whether it has levelled off.
 
 Bounded: --requests per level and --max-seconds per level, whichever comes first.
 
-    python bench/load_api.py [--requests 2000] [--levels 1,8,32] [--max-seconds 120] [--url http://127.0.0.1:PORT]
+    python bench/load_api.py [--requests 2000] [--levels 1,8,32,32] [--max-seconds 120] [--url http://127.0.0.1:PORT]
 """
 
 from __future__ import annotations
@@ -166,7 +168,7 @@ def run(url: str, pid: int | None, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000, help="Requests per concurrency level.")
-    parser.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32])
+    parser.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32, 32])
     parser.add_argument("--max-seconds", type=float, default=120.0, help="Time bound per level.")
     parser.add_argument("--url", help="A running server on loopback (default: start one).")
     args = parser.parse_args()
