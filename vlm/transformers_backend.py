@@ -220,7 +220,9 @@ class TransformersBackend(VLMBackend):
     ) -> Completion:
         try:
             return self._generate([VLMRequest(images, prompt)], params or GenerationParams())[0]
-        except (ValueError, TypeError) as error:
+        except VLMError:
+            raise
+        except (ValueError, TypeError, RuntimeError) as error:  # processor refusals, torch shape errors
             raise VLMError(str(error)) from None
 
     def complete_batch(
@@ -237,7 +239,7 @@ class TransformersBackend(VLMBackend):
             chunk = requests[start : start + self.batch_size]
             try:
                 results.extend(self._generate(chunk, params))
-            except (ValueError, TypeError, VLMError):
+            except (ValueError, TypeError, RuntimeError):  # RuntimeError covers VLMError and torch errors
                 results.extend(super().complete_batch(chunk, params))
         return results
 
