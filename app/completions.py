@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import jsonschema
+from referencing.exceptions import Unresolvable
 
 from faceqa.schema import Answer
 
@@ -71,14 +72,28 @@ def output_format(request: ChatCompletionRequest, config: ServerConfig) -> Forma
     return Format(kind, schema, min(limits) if limits else None, stop, n, include_usage)
 
 
+_SCHEMA = "response_format.json_schema.schema"
+
+
+def _keywords(node: object) -> set[str]:
+    if isinstance(node, dict):
+        return set(node).union(*map(_keywords, node.values()))
+    if isinstance(node, list):
+        return set().union(*map(_keywords, node))
+    return set()
+
+
 def _check_schema(schema: dict) -> None:
-    param = "response_format.json_schema.schema"
+    param = _SCHEMA
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as error:
         raise APIError(400, f"not a valid JSON Schema: {error.message}", param=param, code="invalid_schema") from None
-    except Exception:  # noqa: BLE001 - unresolvable $schema URIs and the like: still the client's schema
-        raise APIError(400, "not a usable JSON Schema", param=param, code="invalid_schema") from None
+    # A client's regular expression would run on the server (and could backtrack for ever): not accepted.
+    regex = sorted(_keywords(schema) & {"pattern", "patternProperties"})
+    if regex:
+        raise APIError(400, f"{' and '.join(regex)} (regular expressions) are not supported in response_format "
+                       "schemas", param=param, code="invalid_schema")
     missing = set(schema.get("required", [])) - _ANSWER_FIELDS if isinstance(schema.get("required"), list) else set()
     if missing:
         raise APIError(400, f"the schema requires {', '.join(sorted(map(str, missing)))}, which faceqa's answers "
@@ -108,13 +123,17 @@ def fit(record: dict, schema: dict) -> dict:
     candidates = [record]
     if isinstance(properties, dict):
         candidates.append({k: v for k, v in record.items() if k in properties})
-    for candidate in candidates:
-        if validator.is_valid(candidate):
-            return candidate
-    error = jsonschema.exceptions.best_match(validator.iter_errors(candidates[-1]))
+    try:
+        for candidate in candidates:
+            if validator.is_valid(candidate):
+                return candidate
+        error = jsonschema.exceptions.best_match(validator.iter_errors(candidates[-1]))
+    except Unresolvable as unresolvable:
+        raise APIError(400, f"the schema refers to something it does not contain ({unresolvable})", param=_SCHEMA,
+                       code="invalid_schema") from None
     where = "/".join(map(str, error.absolute_path)) or "the answer"
     raise APIError(400, f"faceqa's answer does not fit the requested JSON Schema ({where}: {error.message})",
-                   param="response_format.json_schema.schema", code="response_format_unsatisfiable")
+                   param=_SCHEMA, code="response_format_unsatisfiable")
 
 
 def cut(text: str, fmt: Format) -> tuple[str, str]:

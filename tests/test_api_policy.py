@@ -326,6 +326,10 @@ BAD = [
     ('{"model": "faceqa-local", "messages": [{"role": "user", "content": "hi"}], "response_format": '
      '{"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "required": ["mood"]}}}}',
      400, "response_format_unsatisfiable", None),
+    ('{"model": "faceqa-local", "messages": [{"role": "user", "content": "hi"}], "response_format": '
+     '{"type": "json_schema", "json_schema": {"name": "x", "schema": {"properties": {"answer": {"pattern": '
+     '"(a+)+$"}}}}}}', 400, "invalid_schema", "response_format.json_schema.schema"),
+    ('{"model": "faceqa-local", "messages": [{"role": "user", "content": "hi"}]}', 400, "no_image", "messages"),
 ]
 
 
@@ -346,6 +350,13 @@ def test_malformed_requests(guarded, body, status, code, param):
 def test_bad_images(guarded, url, code, words):
     error = refused(chat(guarded, ask("how old?", url)), 400, code, "messages[0].content[1].image_url")
     assert words in error["message"]
+
+
+def test_schemas_that_do_not_resolve(guarded):
+    body = ask("Who looks the oldest?", group_url(), response_format={"type": "json_schema", "json_schema": {
+        "name": "x", "schema": {"type": "object", "properties": {"faces": {"$ref": "http://127.0.0.1:9/faces"}}}}})
+    error = refused(chat(guarded, body), 400, "invalid_schema", "response_format.json_schema.schema")
+    assert "does not contain" in error["message"]
 
 
 def test_images_only_in_user_messages(guarded):
