@@ -105,9 +105,3 @@ def test_cli_serve_vlm_refuses_bad_lora_specs(tiny, tmp_path):
     assert result.exit_code == 2 and "NAME=PATH" in result.output
     result = runner.invoke(app, ["serve-vlm", str(tiny / "llava"), "--lora", f"x={tmp_path}"])
     assert result.exit_code == 2 and "adapter_config.json" in result.output
-
-
-def test_cli_merge_lora(tiny, tmp_path):
-    result = CliRunner().invoke(app, ["merge-lora", str(tiny / "llava"), str(tiny / "llava-lora"), str(tmp_path / "m")])
-    assert result.exit_code == 0, result.output
-    assert (tmp_path / "m" / "model.safetensors").is_file() and not (tmp_path / "m" / "adapter_config.json").exists()

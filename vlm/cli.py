@@ -1,4 +1,4 @@
-"""CLI commands of faceqa.vlm: `serve-vlm`, `merge-lora`, and `dev make-tiny-vlm/make-tiny-lora`.
+"""CLI commands of faceqa.vlm: `serve-vlm` and `dev make-tiny-vlm/make-tiny-lora`.
 
 Mounted into the `faceqa` command with `app.add_typer(faceqa.vlm.cli.app)` (no name:
 the commands join the top level).
@@ -58,7 +58,7 @@ def serve_vlm(
     """Start vLLM's OpenAI-compatible server for MODEL, wait until healthy, print the endpoint.
 
     vLLM applies LoRA adapters of multimodal models to the language model only; to
-    serve an adapter that changed the vision tower, merge it first (faceqa merge-lora)
+    serve an adapter that changed the vision tower, merge it first (faceqa finetune merge)
     and serve the merged folder. Stop with Ctrl-C.
     """
     from .serve import ServeConfig, ServeError, VLLMServer, has_gpu
@@ -108,20 +108,6 @@ def serve_vlm(
         typer.echo("stopping vLLM", err=True)
     finally:
         server.stop()
-
-
-@app.command("merge-lora")
-def merge_lora_command(
-    base: Annotated[Path, typer.Argument(help="Base checkpoint folder.")],
-    adapter: Annotated[Path, typer.Argument(help="PEFT LoRA adapter folder.")],
-    out: Annotated[Path, typer.Argument(help="Folder for the merged checkpoint.")],
-) -> None:
-    """Fold a LoRA adapter into its base model, saved so vLLM and transformers both load it."""
-    from .checkpoint import merge_lora
-
-    if not (adapter / "adapter_config.json").is_file():
-        raise typer.BadParameter(f"{adapter} is not a PEFT adapter folder (no adapter_config.json)")
-    typer.echo(merge_lora(base, adapter, out))
 
 
 @dev_app.command("make-tiny-vlm")

