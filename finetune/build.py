@@ -28,7 +28,7 @@ from tqdm import tqdm
 from .collage import collage
 from .dedup import NearDuplicateIndex
 from .parallel import ordered_map
-from .readers import FaceRecord, LabelAudit, read_dataset
+from .readers import FORMATS, FaceRecord, LabelAudit, read_dataset
 from .store import SETTINGS, SUMMARY, Manifest, Pending, dataset_card, write_atomic
 from .tasks import ATTRIBUTES, TASKS, Sample, composite_samples, seed_of
 from .worker import Face, FaceJobConfig, Failure, encode_jpeg, init_worker, run_chunk
@@ -57,10 +57,15 @@ class Source:
             if not sep:
                 raise ValueError(f"dataset spec {spec!r}: option {item!r} is not key=value")
             options[key.strip()] = value.strip()
+        fmt = fmt.strip()
+        if fmt not in FORMATS:
+            raise ValueError(f"dataset spec {spec!r}: unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+        if not Path(path).exists():
+            raise FileNotFoundError(f"dataset spec {spec!r}: {path} does not exist")
         if fmt == "csv":  # the generic CSV reader takes a column mapping; everything but root/source is one
             columns = {k: v for k, v in options.items() if k not in ("root", "source")}
             options = {k: v for k, v in options.items() if k in ("root", "source")} | {"columns": columns}
-        return cls(fmt.strip(), path, options)
+        return cls(fmt, path, options)
 
     def read(self, audit: LabelAudit) -> Iterator[FaceRecord]:
         return read_dataset(self.format, self.path, audit=audit, **self.options)
@@ -71,7 +76,7 @@ class BuildConfig:
     job: FaceJobConfig = field(default_factory=FaceJobConfig)
     dedup_distance: int = 4  # bits; < 0 turns deduplication off
     processes: int = 1
-    shard_size: int = 2000  # source rows per commit
+    shard_size: int = 1000  # source rows per commit: bounds memory and the work an interruption loses
     chunk_size: int = 32  # rows per worker task
     composite_every: int = 8  # one collage per this many kept faces of a split; 0: none
     composite_people: tuple[int, int] = (2, 4)
@@ -121,7 +126,8 @@ def run_build(sources: Iterable[Source], out: str | Path, config: BuildConfig, o
 def _check_settings(out: Path, sources: list[Source], config: BuildConfig) -> None:
     """A resume must use the settings the build started with, or its shards would disagree."""
     settings = {"sources": [dataclasses.asdict(s) for s in sources],
-                "config": {k: v for k, v in dataclasses.asdict(config).items() if k not in ("processes",)}}
+                "config": {k: v for k, v in dataclasses.asdict(config).items()
+                           if k not in ("processes", "shard_size", "chunk_size")}}  # safe to change on resume
     text = json.dumps(settings, indent=2, sort_keys=True, default=str)
     path = out / SETTINGS
     if path.exists():

@@ -54,7 +54,7 @@ def build_dataset(
     = 8,
     processes: Annotated[int, typer.Option("--processes", "-p", help="Worker processes.")] = 1,
     shard_size: Annotated[int, typer.Option(help="Source rows per committed shard (the resume granularity).")]
-    = 2000,
+    = 1000,
     overwrite: Annotated[bool, typer.Option(help="Delete OUT first instead of resuming.")] = False,
     push_to_hub: Annotated[str | None, typer.Option(help="Also push the dataset to this Hub repo id.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -77,7 +77,7 @@ def build_dataset(
         summary = run_build([Source.parse(d) for d in datasets], out, config, overwrite=overwrite,
                             progress=progress)
     except (ValueError, FileNotFoundError) as error:
-        console.print(f"[red]error:[/red] {error}")
+        console.print(f"[red]error:[/red] {error}", soft_wrap=True)
         raise typer.Exit(2) from None
     _print_summary(summary)
     if push_to_hub:
@@ -124,7 +124,7 @@ def finetune_train(
         settings = load_config(config, output_dir=output_dir, max_steps=max_steps)
         record = run_finetune(settings)
     except (ValueError, FileNotFoundError) as error:
-        console.print(f"[red]error:[/red] {error}")
+        console.print(f"[red]error:[/red] {error}", soft_wrap=True)
         raise typer.Exit(2) from None
     metrics = record["metrics"]
     shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()

@@ -28,5 +28,6 @@ def collage(jpegs: list[bytes], side: int, gap: int = 4) -> np.ndarray:
     top = (side - tile) // 2
     for i, data in enumerate(jpegs):
         with Image.open(io.BytesIO(data)) as face:
+            face.draft("RGB", (tile, tile))  # JPEG: decode at a reduced scale, no larger than needed
             canvas.paste(face.convert("RGB").resize((tile, tile), Image.Resampling.BILINEAR), (i * (tile + gap), top))
     return np.asarray(canvas)

@@ -21,6 +21,7 @@ import logging
 import os
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,11 @@ def features():
     })
 
 
+@cache
+def _arrow_schema():
+    return features().arrow_schema
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as handle:
@@ -60,11 +66,11 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def write_shard(rows: list[dict], path: Path) -> None:
     """Rows to one Parquet file, atomically, with the Hugging Face features in its metadata."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
-    from datasets import Dataset
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = Dataset.from_list(rows, features=features()).data.table  # schema metadata carries the features
+    table = pa.Table.from_pylist(rows, schema=_arrow_schema())  # its metadata carries the HF features
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as handle:
         pq.write_table(table, handle)

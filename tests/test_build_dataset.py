@@ -258,9 +258,29 @@ def test_dataset_action_units_are_scaled_to_unit_range():
     assert dataset_action_units({}) is None
 
 
-def test_source_specs_parse_reader_options():
-    assert Source.parse("affectnet=/d,csv_path=/d/a.csv") == Source("affectnet", "/d", {"csv_path": "/d/a.csv"})
-    spec = Source.parse("csv=/x.csv,image=file,age=Age,root=/imgs")
+def test_source_specs_parse_reader_options(tmp_path):
+    spec = Source.parse(f"affectnet={tmp_path},csv_path=/d/a.csv")
+    assert spec == Source("affectnet", str(tmp_path), {"csv_path": "/d/a.csv"})
+    spec = Source.parse(f"csv={tmp_path},image=file,age=Age,root=/imgs")
     assert spec.options == {"root": "/imgs", "columns": {"image": "file", "age": "Age"}}
     with pytest.raises(ValueError, match="FORMAT=PATH"):
         Source.parse("fairface")
+    with pytest.raises(ValueError, match="unknown format 'fairfase'"):
+        Source.parse(f"fairfase={tmp_path}")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Source.parse(f"fairface={tmp_path / 'nowhere'}")
+
+
+def test_cli_reports_bad_input_clearly(tmp_path):
+    from typer.testing import CliRunner
+
+    from faceqa.finetune.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["build-dataset", f"fairface={tmp_path / 'x'}", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    result = runner.invoke(app, ["build-dataset", f"fairface={tmp_path}", "--out", str(tmp_path / "o"),
+                                 "--tasks", "attribute,poetry"])
+    assert result.exit_code == 2 and "unknown task(s) poetry" in result.output
+    result = runner.invoke(app, ["build-dataset", f"fairface={tmp_path}", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "fairface_label_train.csv" in result.output
