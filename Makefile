@@ -15,8 +15,11 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install -q -e .
 
+# xgrammar (TransformersBackend's structured output, the engine vLLM uses) without its triton requirement,
+# which is a GPU compiler this CPU machine cannot use.
 install-test: $(BIN)/python
 	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q --no-deps xgrammar==0.2.8 apache-tvm-ffi==0.1.15.post2
 
 models:
 	$(BIN)/faceqa models pull

@@ -37,6 +37,7 @@ from .errors import APIError
 from .metrics import Metrics
 
 T = TypeVar("T")
+_MAX_ASPECT = 100
 
 
 @dataclass
@@ -100,12 +101,10 @@ class Worker:
 
 
 def _vlm_attributes(config: ServerConfig):
-    from faceqa.vlm.attributes import VLMAttributes, VLMAttributesConfig
-    from faceqa.vlm.openai_backend import OpenAIBackend
+    from faceqa.vlm.attributes import served_attributes
 
-    backend = OpenAIBackend(base_url=config.vlm_base_url, model=config.vlm_model, api_key=config.vlm_api_key,
-                            timeout=config.request_timeout)
-    return VLMAttributes(backend, VLMAttributesConfig(style=config.vlm_style))
+    return served_attributes(config.vlm_base_url, config.vlm_model, config.vlm_api_key, config.vlm_style,
+                             timeout=config.request_timeout)
 
 
 class Service:
@@ -199,10 +198,16 @@ class Service:
         if image.rgb is not None:
             return image.rgb
         try:
-            return load_image(image.data, max_pixels=self.config.max_pixels)
+            rgb = load_image(image.data, max_pixels=self.config.max_pixels)
         except BadImage as error:
             code = "image_too_large" if "pixel" in str(error) else "invalid_image"
             raise APIError(400, str(error), param=image.param, code=code) from None
+        height, width = rgb.shape[:2]
+        if max(height, width) > _MAX_ASPECT * min(height, width):
+            # No face fits in a strip, and the detector's downscaling would round its short side to nothing.
+            raise APIError(400, f"a {width}x{height} image is not a photo (one side is over {_MAX_ASPECT} times "
+                           "the other)", param=image.param, code="invalid_image")
+        return rgb
 
     def _on_worker(self, job: Callable[[Worker, list], T], ready: list) -> T:
         worker = self._idle.get()

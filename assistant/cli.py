@@ -31,6 +31,15 @@ def ask(
         typer.Option("--json", help='Print {"answer", "task", "faces", "boxes", "attributes", "reasoning", "status"}.'),
     ] = False,
     threads: Annotated[int, typer.Option(min=1, help="CPU threads per model.")] = 1,
+    backend: Annotated[
+        str, typer.Option(help="Who reads the attributes: 'local' (embedded models) or 'vlm' (a served VLM).")
+    ] = "local",
+    base_url: Annotated[
+        str | None, typer.Option(help="--backend vlm: the OpenAI-compatible server, e.g. http://127.0.0.1:8001/v1.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="--backend vlm: the model name on that server.")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="FACEQA_VLM_API_KEY", help="--backend vlm: its key.")] = None,
+    vlm_style: Annotated[str, typer.Option(help="--backend vlm: prompt wording, chat or paligemma.")] = "chat",
 ) -> None:
     """Ask about the people in photos: counts, apparent age/gender/emotion, comparisons, step-by-step expression."""
     if len(arguments) < 2:
@@ -47,12 +56,29 @@ def ask(
 
     from .assistant import Assistant
 
-    assistant = Assistant(FaceEngine(EngineConfig(threads=threads)))
+    attributes = None
+    if backend == "vlm":
+        if not (base_url and model):
+            err.print("[red]error:[/red] --backend vlm needs --base-url and --model", highlight=False)
+            raise typer.Exit(2)
+        from faceqa.vlm.attributes import served_attributes
+
+        attributes = served_attributes(base_url, model, api_key, vlm_style)
+    elif backend != "local":
+        err.print(f"[red]error:[/red] unknown backend {backend!r}: use local or vlm", highlight=False)
+        raise typer.Exit(2)
+    assistant = Assistant(FaceEngine(EngineConfig(threads=threads)), attributes=attributes)
     try:
         answer = assistant.answer([Path(i) for i in images], question)
     except (BadImage, ValueError, artifacts.ArtifactError) as error:
         err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+    failures = getattr(attributes, "last_failures", [])
+    unanswered = [f for f in failures if f.reason.startswith("no answer")]
+    if unanswered and len(unanswered) == getattr(attributes, "last_attempts", 0):
+        reason = unanswered[0].reason
+        err.print(f"[red]error:[/red] the VLM gave no answers ({reason})", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     if as_json:
         print(json.dumps(answer.model_dump(mode="json"), ensure_ascii=False))
     else:

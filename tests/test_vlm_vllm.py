@@ -230,3 +230,27 @@ def test_attribute_engine_reads_the_same_through_vllm_and_transformers(llava, lo
         )
         assert a.race.score == pytest.approx(b.race.score, rel=1e-3)
         assert a.sources["race"] == "vlm:openai:llava-lora"
+
+
+def test_faceqa_ask_with_the_vlm_backend_answers_through_vllm(llava, examples):
+    """The issue's done-when: `faceqa ask --backend vlm` runs the whole path; a tiny model's words are random,
+    so whatever it said is reported as read or unread, never invented."""
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "faceqa", "ask", "--json", "--backend", "vlm", "--base-url", llava.base_url,
+         "--model", str(llava.config.model), str(examples / "group.jpg"), "What race is person 2?"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    answer = json.loads(result.stdout)
+    assert answer["faces"] == [2] and answer["answer"].startswith("Person 2")
+    from faceqa.prompts.taxonomy import RACES, display
+
+    named = [race for race in RACES if display("race", race).lower() in answer["answer"].lower()]
+    if "race of face 2 not read" in result.stderr:
+        assert not named and "no estimate for race" in answer["answer"]  # unread, and said so
+    else:
+        assert len(named) == 1  # read: the answer names exactly the label the parser accepted

@@ -192,6 +192,7 @@ class VLMAttributes:
         """AttributeEngine protocol: the filled report; failures are logged (text only) and kept in last_failures."""
         filled, failures = self.annotate(rgb, report)
         self.last_failures = failures
+        self.last_attempts = len(report.faces) * len(self.config.attributes)
         for failure in failures:
             log.warning("VLM %s of face %d not read: %s", failure.attribute, failure.face, failure.reason)
         return filled
@@ -221,3 +222,14 @@ class VLMAttributes:
             return WholeImageAnswer(task, result.text)
         parsed = parse_answer(spec.attribute, result.text)
         return WholeImageAnswer(task, result.text, parsed, [] if parsed.ok else [parsed.reason])
+
+
+def served_attributes(
+    base_url: str, model: str, api_key: str | None = None, style: Literal["chat", "paligemma"] = "chat",
+    timeout: float = 120.0,
+) -> VLMAttributes:
+    """The attribute engine over any OpenAI-compatible server (vLLM, a hosted model): what `--backend vlm` means."""
+    from .openai_backend import OpenAIBackend
+
+    backend = OpenAIBackend(base_url=base_url, model=model, api_key=api_key, timeout=timeout)
+    return VLMAttributes(backend, VLMAttributesConfig(style=style))
