@@ -37,7 +37,7 @@ from .errors import APIError
 from .metrics import Metrics
 
 T = TypeVar("T")
-_MAX_ASPECT = 100
+_MIN_SIDE = 48
 
 
 @dataclass
@@ -203,10 +203,12 @@ class Service:
             code = "image_too_large" if "pixel" in str(error) else "invalid_image"
             raise APIError(400, str(error), param=image.param, code=code) from None
         height, width = rgb.shape[:2]
-        if max(height, width) > _MAX_ASPECT * min(height, width):
-            # No face fits in a strip, and the detector's downscaling would round its short side to nothing.
-            raise APIError(400, f"a {width}x{height} image is not a photo (one side is over {_MAX_ASPECT} times "
-                           "the other)", param=image.param, code="invalid_image")
+        if min(height, width) * min(1.0, EngineConfig.detection_max_side / max(height, width)) < _MIN_SIDE:
+            # The detector sees the photo with its long side at most detection_max_side; with a short side
+            # under ~46 px there it returns non-finite boxes, and no face that small could be described anyway.
+            raise APIError(400, f"a {width}x{height} image is too small or too narrow to find faces in (the short "
+                           f"side needs at least {_MIN_SIDE} px, and {_MIN_SIDE / EngineConfig.detection_max_side:.1%} "
+                           "of the long side)", param=image.param, code="image_too_small")
         return rgb
 
     def _on_worker(self, job: Callable[[Worker, list], T], ready: list) -> T:

@@ -5,12 +5,17 @@ Bounded: a few dozen examples per operation, so the run takes well under a minut
 
 from __future__ import annotations
 
+import base64
+import io
+
 import httpx
+import numpy as np
 import pytest
 import schemathesis
 from api_server import group_url, running
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
@@ -35,7 +40,7 @@ OPERATIONS = ["GET /health", "GET /metrics", "GET /v1/models", "GET /v1/models/{
 
 @pytest.fixture(scope="module")
 def api_schema():
-    with running(ServerConfig(api_keys=(KEY,), max_body_bytes=2_000_000)) as url:
+    with running(ServerConfig(api_keys=(KEY,), max_body_bytes=4_000_000)) as url:
         yield schemathesis.openapi.from_url(f"{url}/openapi.json")
 
 
@@ -75,3 +80,22 @@ def test_any_question_about_a_real_photo_gets_an_answer(api_schema, question, fo
                           json={"model": "faceqa-local", "messages": messages})
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"]
+
+
+@given(width=st.integers(1, 700), height=st.integers(1, 700), mode=st.sampled_from(["RGB", "L", "RGBA", "P", "I;16"]),
+       fmt=st.sampled_from(["PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"]), seed=st.integers(0, 2**16))
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+def test_any_decodable_picture_gets_an_answer_or_a_4xx(api_schema, width, height, mode, fmt, seed):
+    picture = Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    try:
+        picture.convert(mode).save(buffer, format=fmt)
+    except (OSError, ValueError, KeyError):  # a combination Pillow cannot write: nothing to send
+        return
+    url = f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode()
+    response = httpx.post(f"{api_schema.get_base_url().rstrip('/')}/v1/chat/completions", timeout=30,
+                          headers={"Authorization": f"Bearer {KEY}"}, json={"model": "faceqa-local", "messages": [
+                              {"role": "user", "content": [{"type": "text", "text": "How old is everyone here?"},
+                                                           {"type": "image_url", "image_url": {"url": url}}]}]})
+    assert response.status_code == 200 or (response.status_code == 400 and response.json()["error"]["code"] in
+                                             ("invalid_image", "image_too_small")), response.text

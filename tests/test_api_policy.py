@@ -346,6 +346,9 @@ def test_malformed_requests(guarded, body, status, code, param):
     ("data:image/jpeg;base64,@@@not-base64@@@", "invalid_image", "not valid base64"),
     ("data:image/jpeg," + "x" * 20, "invalid_image", "base64-encoded"),
     ("data:nonsense", "invalid_image", "malformed"),
+    (data_url(big_jpeg(1, 3000)), "image_too_small", "1x3000 image is too small or too narrow"),
+    (data_url(big_jpeg(40, 40)), "image_too_small", "at least 48 px"),
+    (data_url(big_jpeg(100, 1400)), "image_too_small", "100x1400"),
 ])
 def test_bad_images(guarded, url, code, words):
     error = refused(chat(guarded, ask("how old?", url)), 400, code, "messages[0].content[1].image_url")
