@@ -444,7 +444,7 @@ def test_a_full_queue_gets_429_and_health_stays_fast():
 
     config = ServerConfig(workers=1, max_pending=2)
     service = Service(config, Metrics(), worker=_StuckWorker)
-    body = ask("how old?", data_url(big_jpeg(32, 32)))
+    body = ask("how old?", data_url(big_jpeg(64, 64)))
     with running(config, service=service) as url, httpx.Client(base_url=url, timeout=30) as client, \
             ThreadPoolExecutor(2) as pool:
         waiting = [pool.submit(client.post, "/v1/chat/completions", json=body) for _ in range(2)]
