@@ -30,7 +30,7 @@ from .dedup import NearDuplicateIndex
 from .parallel import ordered_map
 from .readers import FORMATS, FaceRecord, LabelAudit, read_dataset
 from .store import SETTINGS, SUMMARY, Manifest, Pending, dataset_card, write_atomic
-from .tasks import ATTRIBUTES, TASKS, Sample, composite_samples, seed_of
+from .tasks import ATTRIBUTES, Sample, composite_samples, seed_of
 from .worker import Face, FaceJobConfig, Failure, encode_jpeg, init_worker, run_chunk
 
 log = logging.getLogger(__name__)
@@ -226,5 +226,3 @@ class _ShardBuilder:
         self.manifest.commit(self.pending)
         self.pending = Pending()
 
-
-__all__ = ["TASKS", "BuildConfig", "Source", "run_build"]
