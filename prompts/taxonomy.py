@@ -13,7 +13,7 @@ import bisect
 import re
 import tomllib
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 from .ages import AgeSpan, find_ages
@@ -271,6 +271,7 @@ def _native(source: str, label: str | int) -> tuple[str, dict, str] | None:
     return found[0] if found else None
 
 
+@lru_cache(maxsize=4096, typed=True)  # readers call this once per row of datasets with ~100k rows
 def candidate_labels(source: str, label: str | int) -> tuple[str, ...]:
     """Our labels a source label can stand for: one when exact, several when coarser, none when unknown."""
     native = _native(source, label)
