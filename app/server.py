@@ -143,7 +143,8 @@ def create_app(config: ServerConfig, service: Service | None = None, fetcher: Im
         if body.stream:
             return StreamingResponse(stream(result, fmt), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
-        return completion(result, fmt)
+        # Serialised here: FastAPI would validate the finished response model a second time.
+        return Response(completion(result, fmt).model_dump_json(), media_type="application/json")
 
     @app.post("/v1/faces/analyze", response_model=FaceAnalysis, response_model_exclude_none=True, tags=["faces"],
               dependencies=guarded, responses=_errors(400, *auth, 404, 408, 413, 429, *upstream))

@@ -134,6 +134,19 @@ def in_process(photo: bytes, workers: int, seconds: float, assistants: list) -> 
 # --- through the server --------------------------------------------------------------------------------
 
 
+async def idle_health(url: str, seconds: float) -> list[float]:
+    """/health latencies with the server idle: the machine's own noise, to read the loaded figures against."""
+    latencies = []
+    stop = time.perf_counter() + seconds
+    async with httpx.AsyncClient(base_url=url, timeout=10) as prober:
+        while time.perf_counter() < stop:
+            start = time.perf_counter()
+            assert (await prober.get("/health")).status_code == 200
+            latencies.append(time.perf_counter() - start)
+            await asyncio.sleep(0.2)
+    return latencies
+
+
 async def through_server(url: str, pid: int, bodies: list[bytes], concurrency: int, seconds: float) -> dict:
     latencies: list[float] = []
     health: list[float] = []
@@ -163,7 +176,7 @@ async def through_server(url: str, pid: int, bodies: list[bytes], concurrency: i
                 start = time.perf_counter()
                 assert (await prober.get("/health")).status_code == 200
                 health.append(time.perf_counter() - start)
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.2)
 
         start, cpu, server_cpu = time.perf_counter(), own_cpu(), process_cpu(pid)
         await asyncio.gather(*(user(i) for i in range(concurrency)), probe())
@@ -201,6 +214,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     with start_server("--workers", str(args.workers), "--cache-size", "0") as (url, pid):
         asyncio.run(through_server(url, pid, bodies, args.concurrency, 2.0))  # warm up
+        idle = asyncio.run(idle_health(url, args.seconds))
         for _ in range(args.rounds):
             local.append(in_process(photo, args.workers, args.seconds, assistants))
             served.append(asyncio.run(through_server(url, pid, bodies, args.concurrency, args.seconds)))
@@ -228,6 +242,8 @@ def main() -> None:
         "server_p50_ms": round(median(served, "p50_ms"), 1),
         "server_p99_ms": round(median(served, "p99_ms"), 1),
         "server_errors": sum(r["errors"] for r in served),
+        "health_idle_p50_ms": round(1000 * percentile(idle, 50), 2),
+        "health_idle_p99_ms": round(1000 * percentile(idle, 99), 2),
         "health_under_load_p50_ms": round(median(served, "health_p50_ms"), 2),
         "health_under_load_p99_ms": round(max(r["health_p99_ms"] for r in served), 2),
         "health_under_load_max_ms": round(max(r["health_max_ms"] for r in served), 2),
