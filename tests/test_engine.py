@@ -99,3 +99,17 @@ def test_batch_keeps_going_past_a_bad_file(engine, examples, tmp_path):
     results = list(engine.analyze_many([examples / "astronaut.png", bad, examples / "obama.jpg"]))
     assert [type(r).__name__ for r in results] == ["ImageReport", "ImageError", "ImageReport"]
     assert "not an image" in results[1].error and results[1].path == str(bad)
+
+
+@pytest.mark.parametrize("shape", [(1, 3000), (3000, 1), (2, 2), (40, 40), (60, 5000), (48, 9000), (5000, 60)])
+def test_degenerate_shapes_give_no_faces_instead_of_garbage_boxes(engine, shape):
+    # YuNet answers a tiny or strip-shaped input with non-finite boxes; they must never reach the report.
+    assert engine.analyze(np.full((*shape, 3), 128, dtype=np.uint8)).faces == []
+
+
+def test_a_face_in_a_long_strip_is_still_found(engine, examples):
+    face = load_image(examples / "astronaut.png")[40:200, 150:300]
+    strip = np.full((160, 1600, 3), 255, dtype=np.uint8)
+    strip[:, 700:850] = face
+    [found] = engine.analyze(strip).faces
+    assert 700 <= found.center[0] <= 850
