@@ -37,7 +37,6 @@ from .errors import APIError
 from .metrics import Metrics
 
 T = TypeVar("T")
-_MIN_SIDE = 48
 
 
 @dataclass
@@ -202,13 +201,6 @@ class Service:
         except BadImage as error:
             code = "image_too_large" if "pixel" in str(error) else "invalid_image"
             raise APIError(400, str(error), param=image.param, code=code) from None
-        height, width = rgb.shape[:2]
-        if min(height, width) * min(1.0, EngineConfig.detection_max_side / max(height, width)) < _MIN_SIDE:
-            # The detector sees the photo with its long side at most detection_max_side; with a short side
-            # under ~46 px there it returns non-finite boxes, and no face that small could be described anyway.
-            raise APIError(400, f"a {width}x{height} image is too small or too narrow to find faces in (the short "
-                           f"side needs at least {_MIN_SIDE} px, and {_MIN_SIDE / EngineConfig.detection_max_side:.1%} "
-                           "of the long side)", param=image.param, code="image_too_small")
         return rgb
 
     def _on_worker(self, job: Callable[[Worker, list], T], ready: list) -> T:

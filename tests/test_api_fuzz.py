@@ -98,4 +98,4 @@ def test_any_decodable_picture_gets_an_answer_or_a_4xx(api_schema, width, height
                               {"role": "user", "content": [{"type": "text", "text": "How old is everyone here?"},
                                                            {"type": "image_url", "image_url": {"url": url}}]}]})
     assert response.status_code == 200 or (response.status_code == 400 and response.json()["error"]["code"] in
-                                             ("invalid_image", "image_too_small")), response.text
+                                             ("invalid_image",)), response.text
