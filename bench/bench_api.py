@@ -38,6 +38,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
+from record import save
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUP = ROOT / "faceqa" / "examples" / "group.jpg"
@@ -252,10 +253,7 @@ def main() -> None:
         "server_with_cache_cpu_ms_per_request": round(cached["server_cpu_ms_per_request"], 2),
         "rounds_detail": {"in_process": [rounded(r) for r in local], "server": [rounded(r) for r in served]},
     }
-    print(json.dumps(results, indent=2))
-    out = Path(__file__).resolve().parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "api.json").write_text(json.dumps(results, indent=2) + "\n")
+    save("api", results)
 
 
 if __name__ == "__main__":

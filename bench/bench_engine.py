@@ -12,13 +12,13 @@ decoded once up front) is ours: chips, pose, AU cues, quality, the report.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+from record import save
 
 from faceqa.faces import engine as engine_module
 from faceqa.faces.age_gender import AGE_CHIP, GENDER_CHIP
@@ -81,10 +81,7 @@ def main() -> None:
     results = {"threads": args.threads, "runs": args.runs, "model_load_s": round(load_seconds, 2)}
     for name in ("astronaut.png", "group.jpg"):
         results[name] = measure(engine, load_image(EXAMPLES / name), args.runs)
-    print(json.dumps(results, indent=2))
-    out = Path(__file__).resolve().parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "engine.json").write_text(json.dumps(results, indent=2))
+    save("engine", results)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ scheduler's, not the router's.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 import tomllib
@@ -22,6 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from record import save
 
 from faceqa.assistant import Assistant, route
 from faceqa.faces.engine import FaceEngine
@@ -95,10 +95,7 @@ def main() -> None:
         "route_share_of_answer": round(statistics.median(every) / statistics.median(answer), 3),
         "route_share_of_analysis": round(statistics.median(every) / statistics.median(analyze), 5),
     }
-    print(json.dumps(results, indent=2))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "router.json").write_text(json.dumps(results, indent=2) + "\n")
+    save("router", results)
 
 
 if __name__ == "__main__":

@@ -22,13 +22,13 @@ import base64
 import io
 import json
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import psutil
 from bench_api import ROOT, percentile, start_server
 from PIL import Image
+from record import save
 
 from faceqa.app.config import is_loopback
 
@@ -180,10 +180,7 @@ def main() -> None:
         with start_server() as (url, pid):
             results = run(url, pid, args)
         results["server"] = "faceqa serve (defaults: 1 worker, analysis cache 256)"
-    print(json.dumps(results, indent=2))
-    out = Path(__file__).resolve().parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "load_api.json").write_text(json.dumps(results, indent=2) + "\n")
+    save("load_api", results)
 
 
 if __name__ == "__main__":
