@@ -1,3 +1,3 @@
-from faceqa.cli import app
+from faceqa.cli import main
 
-app()
+main()

