@@ -141,9 +141,16 @@ _CONTRACTIONS = (
 _NOT_WORDS = re.compile(r"[^a-z0-9# ]+")
 
 
+# Prompts written for a VLM end with an answer format ("... Answer with one of: Male, Female."); the options
+# it lists are not what is asked about, so the format is dropped before routing.
+_ANSWER_FORMAT = re.compile(
+    r"(?:^|(?<=[.?!:]))\s*(?:please\s+)?(?:answer|respond|reply)\s+(?:with|using|in)\b.*$", re.S
+)
+
+
 def normalise(question: str) -> str:
     """Lower case, plain quotes, no punctuation, number words as digits ("person three" -> "person 3")."""
-    q = question.lower().translate(_QUOTES)
+    q = _ANSWER_FORMAT.sub("", question.lower().translate(_QUOTES))
     if "'" in q:
         for rx, replacement in _CONTRACTIONS:
             q = rx.sub(replacement, q)

@@ -211,3 +211,16 @@ def test_any_text_gets_an_answer(group):
             assert answer.answer and answer.task
             statuses.add(answer.status)
     assert statuses == {"ok", "ambiguous", "not_found", "no_faces", "unsupported"}
+
+
+@pytest.mark.parametrize("task", ["gender", "age_group", "emotion"])
+def test_vlm_style_prompts_with_an_answer_format_are_routed_as_the_attribute_question(engine, examples, task):
+    """The evaluator and VLM-minded clients end questions with "Answer with one of: Male, Female."; the listed
+    options must not turn the question into "is this person male?"."""
+    from faceqa.assistant import Assistant
+    from faceqa.prompts import templates
+
+    report = engine.analyze(examples / "astronaut.png")
+    answer = Assistant(engine).answer([report], templates.question(task, "chat"))
+    assert answer.status == "ok" and answer.faces == [1]
+    assert not answer.answer.startswith(("Yes", "No")) and "Note:" not in answer.answer

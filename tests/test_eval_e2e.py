@@ -146,20 +146,17 @@ def test_interrupted_run_resumes_without_repeating_calls(tmp_path):
         assert without_timing(resumed) == without_timing(reference)
 
 
-@pytest.mark.skipif(not Path.home().joinpath(".faceqa", "models").is_dir()
-                    and not os.environ.get("FACEQA_HOME"), reason="embedded models not pulled")
-def test_embedded_engine_run(tmp_path):
-    """The embedded engine on real portraits: the report agrees with the engine's own largest-face answers."""
-    from faceqa.faces.engine import FaceEngine
+PEOPLE = {  # apparent labels, as a FairFace annotator would give them
+    "astronaut.png": ("White", "Female", "40-49"), "grace_hopper.jpg": ("White", "Female", "70+"),
+    "obama.jpg": ("Black", "Male", "40-49"), "biden.jpg": ("White", "Male", "60-69"),
+}
 
-    root = tmp_path / "ff"
+
+def portrait_fixture(root: Path) -> Path:
+    """The example portraits in FairFace's layout, plus a photo without a face and a broken file."""
     (root / "val").mkdir(parents=True)
-    people = {  # apparent labels, as a FairFace annotator would give them
-        "astronaut.png": ("White", "Female", "40-49"), "grace_hopper.jpg": ("White", "Female", "70+"),
-        "obama.jpg": ("Black", "Male", "40-49"), "biden.jpg": ("White", "Male", "60-69"),
-    }
     rows = []
-    for name, (race, gender, age) in people.items():
+    for name, (race, gender, age) in PEOPLE.items():
         (root / "val" / name).write_bytes((EXAMPLES / name).read_bytes())
         rows.append([f"val/{name}", age, gender, race])
     Image.new("RGB", (64, 64), (90, 90, 90)).save(root / "val" / "blank.png")  # no face: unanswered
@@ -167,7 +164,14 @@ def test_embedded_engine_run(tmp_path):
     rows += [["val/blank.png", "20-29", "Male", "Indian"], ["val/broken.jpg", "20-29", "Female", "Indian"]]
     with (root / "fairface_label_val.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows([["file", "age", "gender", "race"], *rows])
+    return root
 
+
+def test_embedded_engine_run(tmp_path):
+    """The embedded engine on real portraits: the report agrees with the engine's own largest-face answers."""
+    from faceqa.faces.engine import FaceEngine
+
+    root, people = portrait_fixture(tmp_path / "ff"), PEOPLE
     report = run_cli(root, tmp_path / "run", "--engine", "--no-plots", tasks=("race", "gender", "age_group"))
 
     engine = FaceEngine()
@@ -186,3 +190,21 @@ def test_embedded_engine_run(tmp_path):
     assert "mae_years" not in report["tasks"]["age_group"]  # FairFace gives groups, not years
     card = (tmp_path / "run" / "model_card.md").read_text()
     assert "## Plots" not in card and "iBUG 300-W" in card and "CC0" in card and "Apache-2.0" in card
+
+
+def test_faceqa_serve_endpoint_scores_like_the_engine_it_serves(tmp_path):
+    """Through a real `faceqa serve` (faceqa-local) and the official client, the answers are the assistant's
+    sentences; parsed by the shared parser they must score exactly as the embedded engine does directly."""
+    from api_server import running
+
+    from faceqa.app.config import ServerConfig
+
+    root = portrait_fixture(tmp_path / "ff")
+    direct = run_cli(root, tmp_path / "direct", "--engine", "--no-plots", tasks=("gender", "age_group"))
+    with running(ServerConfig()) as url:
+        served = run_cli(root, tmp_path / "served", "--endpoint", f"{url}/v1", "--model", "faceqa-local",
+                         "--no-plots", tasks=("gender", "age_group"))
+    for task in ("gender", "age_group"):
+        assert served["tasks"][task]["accuracy"] == pytest.approx(direct["tasks"][task]["accuracy"])
+        assert served["tasks"][task]["unanswered_rate"] == pytest.approx(direct["tasks"][task]["unanswered_rate"])
+        assert served["tasks"][task]["confusion"] == direct["tasks"][task]["confusion"]
