@@ -113,3 +113,16 @@ def test_a_face_in_a_long_strip_is_still_found(engine, examples):
     strip[:, 700:850] = face
     [found] = engine.analyze(strip).faces
     assert 700 <= found.center[0] <= 850
+
+
+def test_the_facade_analyses_asks_and_verifies(examples):
+    import faceqa
+
+    assert len(faceqa.analyze(examples / "group.jpg").faces) == 4
+    assert "4 people" in faceqa.ask(examples / "group.jpg", "How many people are there?").answer
+    same = faceqa.verify(examples / "obama.jpg", examples / "obama2.jpg")
+    other = faceqa.verify(examples / "obama.jpg", examples / "biden.jpg")
+    assert same.same_person and not other.same_person
+    assert same.similarity > same.threshold > other.similarity
+    with pytest.raises(ValueError, match="no face found"):
+        faceqa.verify(examples / "obama.jpg", np.full((200, 200, 3), 200, dtype=np.uint8))
