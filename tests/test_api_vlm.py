@@ -14,11 +14,12 @@ import base64
 import io
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import openai
 import pytest
 from api_server import EXAMPLES, data_url, running
+from eval_standin import JSONHandler
 from PIL import Image
 
 from faceqa.app.config import ServerConfig
@@ -26,8 +27,7 @@ from faceqa.app.config import ServerConfig
 ANSWERS = {"race": "Middle Eastern", "gender": "Female", "age group": "40-49", "emotion": "Surprise"}
 
 
-class _VLM(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _VLM(JSONHandler):
     broken = False
     crops: list[tuple[int, int]] = []
 
@@ -52,16 +52,6 @@ class _VLM(BaseHTTPRequestHandler):
                                                    "top_logprobs": []}]}}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}})
 
-    def _send(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
