@@ -49,7 +49,7 @@ if __name__ == "__main__":
 
 def dataset(rows: int, size: int) -> Path:
     """The cached synthetic set with `rows` training rows (a prefix of the largest one generated)."""
-    from faceqa.finetune.synthetic import write_fairface_layout
+    from faceqa.dev.synthetic import write_fairface_layout
 
     root = RESULTS / "cache" / f"fairface-synthetic-{size}px"
     started = time.perf_counter()

@@ -29,10 +29,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from eval_standin import StandInProcess, image_digest  # noqa: E402
 
+from faceqa.datasets.readers import read_fairface  # noqa: E402
 from faceqa.eval.cache import PredictionCache  # noqa: E402
 from faceqa.eval.openai_predictor import OpenAIEndpointPredictor  # noqa: E402
 from faceqa.eval.runner import run_predictions  # noqa: E402
-from faceqa.finetune.readers import read_fairface  # noqa: E402
 from faceqa.prompts import templates  # noqa: E402
 
 TASK = "gender"

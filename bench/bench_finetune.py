@@ -48,11 +48,11 @@ if __name__ == "__main__":
 
 
 def prepare(root: Path) -> tuple[Path, Path]:
+    from faceqa.dev.synthetic import write_fairface_layout
+    from faceqa.dev.tiny import make_tiny_vlm
     from faceqa.finetune.build import BuildConfig, Source, run_build
     from faceqa.finetune.crop import CropConfig
-    from faceqa.finetune.synthetic import write_fairface_layout
     from faceqa.finetune.worker import FaceJobConfig
-    from faceqa.vlm.tiny import make_tiny_vlm
 
     images = write_fairface_layout(root / "images", {"train": 256, "val": 16}, size=64)
     job = FaceJobConfig(crop=CropConfig(mode="trust", size=64), tasks=("attribute",))

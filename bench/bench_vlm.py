@@ -25,10 +25,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from faceqa.dev.ports import free_port
+from faceqa.dev.tiny import ARCHS, make_tiny_vlm
 from faceqa.vlm.base import GenerationParams, VLMBackend, VLMError, VLMRequest
 from faceqa.vlm.openai_backend import OpenAIBackend
-from faceqa.vlm.serve import ServeConfig, VLLMServer, free_port
-from faceqa.vlm.tiny import ARCHS, make_tiny_vlm
+from faceqa.vlm.serve import ServeConfig, VLLMServer
 from faceqa.vlm.transformers_backend import TransformersBackend
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceqa.assistant.cot import compose_cot, emfacs, wording
+from faceqa.prompts.cot import compose_cot, emfacs, wording
 from faceqa.prompts.taxonomy import EMOTIONS
 from faceqa.prompts.templates import COT_HEADINGS
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from faceqa.dev.synthetic import write_fairface_layout
 from faceqa.finetune.build import BuildConfig, Source, run_build
 from faceqa.finetune.crop import CropConfig
 from faceqa.finetune.dedup import NearDuplicateIndex, dhash
 from faceqa.finetune.splits import assign_split
 from faceqa.finetune.store import Manifest, load_built, write_shard
-from faceqa.finetune.synthetic import write_fairface_layout
 from faceqa.finetune.tasks import dataset_action_units
 from faceqa.finetune.worker import FaceJobConfig
 from faceqa.prompts.taxonomy import AGE_GROUPS, normalize

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from faceqa.datasets.readers import FaceRecord
 from faceqa.eval.backend_predictor import VLMBackendPredictor
 from faceqa.eval.engine_predictor import EngineVsLabels
 from faceqa.eval.openai_predictor import OpenAIEndpointPredictor
 from faceqa.eval.predictor import UnusableInput
-from faceqa.finetune.readers import FaceRecord
 from faceqa.prompts import templates
 from faceqa.schema import AgeEstimate, FaceReport, ImageInfo, ImageReport, LabelScore
 from faceqa.vlm.base import Completion, VLMBackend

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from faceqa.datasets.readers import FaceRecord
 from faceqa.eval.cache import PredictionCache
 from faceqa.eval.predictor import Prediction, Predictor, UnusableInput
 from faceqa.eval.runner import EndpointFailing, run_predictions
-from faceqa.finetune.readers import FaceRecord
 
 
 def items(n):

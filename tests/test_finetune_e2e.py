@@ -18,8 +18,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from faceqa.dev.synthetic import write_fairface_layout
 from faceqa.finetune.cli import app
-from faceqa.finetune.synthetic import write_fairface_layout
 from faceqa.prompts import templates
 from faceqa.prompts.taxonomy import normalize
 
@@ -51,8 +51,9 @@ def _accuracy(client, model: str, held_out: list[tuple[Path, str]], **extra) -> 
 def test_synthetic_labels_go_from_chance_to_90_percent_through_vllm(vllm_ready, tmp_path):
     from openai import OpenAI
 
-    from faceqa.vlm.serve import ServeConfig, VLLMServer, free_port
-    from faceqa.vlm.tiny import make_tiny_vlm
+    from faceqa.dev.ports import free_port
+    from faceqa.dev.tiny import make_tiny_vlm
+    from faceqa.vlm.serve import ServeConfig, VLLMServer
 
     timings = {}
     started = time.perf_counter()
@@ -65,7 +66,7 @@ def test_synthetic_labels_go_from_chance_to_90_percent_through_vllm(vllm_ready, 
     timings["build"] = time.perf_counter() - started
 
     base = make_tiny_vlm("paligemma", tmp_path / "tiny-paligemma")
-    settings = yaml.safe_load((REPO / "finetune" / "configs" / "tiny-cpu-smoke.yaml").read_text())
+    settings = yaml.safe_load((REPO / "faceqa" / "finetune" / "configs" / "tiny-cpu-smoke.yaml").read_text())
     settings.update(model=str(base), dataset=str(built), output_dir=str(tmp_path / "run"))
     config = tmp_path / "smoke.yaml"
     config.write_text(yaml.safe_dump(settings))

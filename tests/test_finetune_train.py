@@ -10,15 +10,15 @@ import torch
 from safetensors import safe_open
 from typer.testing import CliRunner
 
+from faceqa.dev.synthetic import write_fairface_layout
+from faceqa.dev.tiny import make_tiny_vlm
 from faceqa.finetune.build import BuildConfig, Source, run_build
 from faceqa.finetune.cli import app
 from faceqa.finetune.collate import ChatCollator, set_prefix_attention
 from faceqa.finetune.crop import CropConfig
 from faceqa.finetune.store import load_built
-from faceqa.finetune.synthetic import write_fairface_layout
 from faceqa.finetune.train import FinetuneConfig, load_config, load_model, lora_config, run_finetune
 from faceqa.finetune.worker import FaceJobConfig
-from faceqa.vlm.tiny import make_tiny_vlm
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,7 @@ def test_config_files_are_checked(tmp_path):
     path.write_text("model: m\ndataset: d\noutput_dir: o\nmethod: dora\n")
     with pytest.raises(ValueError, match="method"):
         load_config(path)
-    shipped = Path(__file__).resolve().parents[1] / "finetune" / "configs"
+    shipped = Path(__file__).resolve().parents[1] / "faceqa" / "finetune" / "configs"
     for config in sorted(shipped.glob("*.yaml")):
         assert load_config(config).model
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from faceqa.finetune.readers import (
+from faceqa.datasets.readers import (
     LabelAudit,
     read_affectnet,
     read_csv,

@@ -21,7 +21,7 @@ from faceqa.vlm.base import Completion, GenerationParams, VLMBackend, VLMError
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):
-    from faceqa.vlm.tiny import make_tiny_lora, make_tiny_vlm
+    from faceqa.dev.tiny import make_tiny_lora, make_tiny_vlm
     from faceqa.vlm.transformers_backend import TransformersBackend
 
     root = tmp_path_factory.mktemp("tiny-attributes")

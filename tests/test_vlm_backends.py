@@ -33,7 +33,7 @@ class Attributes(BaseModel):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """Each architecture and its LoRA adapter, built once for this module."""
-    from faceqa.vlm.tiny import ARCHS, make_tiny_lora, make_tiny_vlm
+    from faceqa.dev.tiny import ARCHS, make_tiny_lora, make_tiny_vlm
 
     root = tmp_path_factory.mktemp("tiny-vlm")
     for arch in ARCHS:
@@ -136,7 +136,7 @@ def test_tiny_checkpoint_loads_completely_and_is_small(tiny, arch):
 def test_tiny_checkpoints_are_reproducible(tmp_path):
     from safetensors.torch import load_file
 
-    from faceqa.vlm.tiny import make_tiny_vlm
+    from faceqa.dev.tiny import make_tiny_vlm
 
     a = load_file(make_tiny_vlm("llava", tmp_path / "a", seed=3) / "model.safetensors")
     b = load_file(make_tiny_vlm("llava", tmp_path / "b", seed=3) / "model.safetensors")
@@ -146,7 +146,7 @@ def test_tiny_checkpoints_are_reproducible(tmp_path):
 
 
 def test_unknown_architecture_is_refused(tmp_path):
-    from faceqa.vlm.tiny import make_tiny_vlm
+    from faceqa.dev.tiny import make_tiny_vlm
 
     with pytest.raises(ValueError, match="paligemma, llava, idefics3"):
         make_tiny_vlm("qwen", tmp_path)

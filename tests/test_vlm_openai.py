@@ -187,7 +187,7 @@ def test_timeout(stand_in):
 
 
 def test_unreachable_server():
-    from faceqa.vlm.serve import free_port
+    from faceqa.dev.ports import free_port
 
     with pytest.raises(VLMError, match="cannot reach"):
         OpenAIBackend(f"http://127.0.0.1:{free_port()}/v1", model="m", max_retries=0).generate([], "Hi")

@@ -16,7 +16,7 @@ PYTHON = Path("/opt/vllm/bin/python")
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from faceqa.vlm.tiny import make_tiny_lora, make_tiny_vlm
+    from faceqa.dev.tiny import make_tiny_lora, make_tiny_vlm
 
     root = tmp_path_factory.mktemp("tiny-serve")
     for arch in ("paligemma", "llava"):

@@ -19,9 +19,10 @@ import pytest
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
+from faceqa.dev.ports import free_port
 from faceqa.vlm.base import GenerationParams, VLMError, VLMRequest
 from faceqa.vlm.openai_backend import OpenAIBackend
-from faceqa.vlm.serve import ServeConfig, ServeError, VLLMServer, free_port, vllm_python
+from faceqa.vlm.serve import ServeConfig, ServeError, VLLMServer, vllm_python
 
 pytestmark = pytest.mark.vllm
 
@@ -58,8 +59,8 @@ def vllm_interpreter():
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
+    from faceqa.dev.tiny import make_tiny_lora, make_tiny_vlm
     from faceqa.vlm.checkpoint import merge_lora
-    from faceqa.vlm.tiny import make_tiny_lora, make_tiny_vlm
 
     root = tmp_path_factory.mktemp("tiny-vllm")
     for arch in ("paligemma", "llava"):

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from faceqa.prompts.cot import CoT
 from faceqa.prompts.taxonomy import display
 from faceqa.schema import Answer, FaceReport
 
-from .cot import CoT
 from .plan import ATTRIBUTES, FaceRef, Plan
 from .referents import label, years
 

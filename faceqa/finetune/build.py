@@ -25,10 +25,11 @@ from typing import Any
 
 from tqdm import tqdm
 
+from faceqa.datasets.readers import FORMATS, FaceRecord, LabelAudit, read_dataset
+
 from .collage import collage
 from .dedup import NearDuplicateIndex
 from .parallel import ordered_map
-from .readers import FORMATS, FaceRecord, LabelAudit, read_dataset
 from .store import SETTINGS, SUMMARY, Manifest, Pending, dataset_card, write_atomic
 from .tasks import ATTRIBUTES, Sample, composite_samples, seed_of
 from .worker import Face, FaceJobConfig, Failure, encode_jpeg, init_worker, run_chunk

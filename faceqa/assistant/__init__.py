@@ -1,8 +1,9 @@
 """The assistant: route a question to faces and attributes, then compose the answer and its reasoning."""
 
+from faceqa.prompts.cot import CoT, compose_cot
+
 from .assistant import Assistant, AttributeEngine
 from .conversation import Conversation
-from .cot import CoT, compose_cot
 from .plan import FaceRef, Plan
 from .resolver import ReferentResolver
 from .router import route

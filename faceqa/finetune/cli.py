@@ -111,7 +111,7 @@ def _print_summary(summary: dict) -> None:
 
 @finetune_app.command("train", hidden=True)
 def finetune_train(
-    config: Annotated[Path, typer.Argument(help="YAML file of settings (see finetune/configs/).", exists=True,
+    config: Annotated[Path, typer.Argument(help="YAML file of settings (see faceqa/finetune/configs/).", exists=True,
                                            dir_okay=False)],
     output_dir: Annotated[str | None, typer.Option(help="Override the config's output_dir.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Override the config's max_steps.")] = None,

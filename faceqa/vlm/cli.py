@@ -118,7 +118,7 @@ def make_tiny_vlm_command(
     lora: Annotated[Path | None, typer.Option(help="Also write a random LoRA adapter for it here.")] = None,
 ) -> None:
     """Write a randomly initialised tiny checkpoint of ARCH (for tests; its words are random)."""
-    from .tiny import ARCHS, make_tiny_lora, make_tiny_vlm
+    from faceqa.dev.tiny import ARCHS, make_tiny_lora, make_tiny_vlm
 
     if arch not in ARCHS:
         raise typer.BadParameter(f"choose one of {', '.join(ARCHS)}", param_hint="ARCH")

@@ -12,8 +12,8 @@ import threading
 import time
 from typing import Any
 
+from faceqa.datasets.readers import FaceRecord
 from faceqa.eval.predictor import Prediction, Predictor, UnusableInput, answered, encoded_image, prompts
-from faceqa.finetune.readers import FaceRecord
 from faceqa.images import BadImage, load_image
 
 

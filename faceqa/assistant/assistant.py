@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from faceqa.images import load_image
+from faceqa.prompts.cot import compose_cot
 from faceqa.schema import Answer, ImageReport
 
 from .compose import Composer, Evidence, Pair
 from .conversation import Conversation
-from .cot import compose_cot
 from .plan import FaceRef, Plan
 from .resolver import ReferentResolver
 from .router import route

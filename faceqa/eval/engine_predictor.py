@@ -12,8 +12,8 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from faceqa.datasets.readers import FaceRecord
 from faceqa.eval.predictor import Prediction, Predictor, UnusableInput, encoded_image
-from faceqa.finetune.readers import FaceRecord
 from faceqa.images import BadImage
 from faceqa.schema import FaceReport, ImageReport
 

@@ -14,8 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from faceqa.datasets.readers import FORMATS, FaceRecord, LabelAudit, read_dataset
 from faceqa.eval.predictor import TASKS, Predictor
-from faceqa.finetune.readers import FORMATS, FaceRecord, LabelAudit, read_dataset
 
 app = typer.Typer(help="Measure a model's accuracy, overall and per group, and write its model card.",
                   no_args_is_help=True)

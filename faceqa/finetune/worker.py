@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from faceqa.datasets.readers import FaceRecord
 from faceqa.images import BadImage, load_image
 
 from .crop import CropConfig, FaceCropper, NoFace
 from .dedup import dhash
-from .readers import FaceRecord
 from .splits import assign_split
 from .tasks import Sample, dataset_action_units, face_samples
 

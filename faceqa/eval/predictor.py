@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from faceqa.finetune.readers import FaceRecord
+from faceqa.datasets.readers import FaceRecord
 
 TASKS = ("race", "gender", "age_group", "emotion")
 IMAGE = {"type": "image"}  # where the image goes in a prompt; each adapter sends it its own way

