@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXAMPLE := faceqa/examples/group.jpg
 
-.PHONY: demo test install install-test models browser vllm lint bench
+.PHONY: demo test install install-test models browser vllm lint bench typecheck
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,3 +49,7 @@ lint:
 
 bench: install-test models
 	$(BIN)/python bench/bench_engine.py
+
+# The type checker over the package (configured in pyproject.toml).
+typecheck:
+	$(BIN)/mypy
