@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from faceqa.vlm.chat_template import CHAT_TEMPLATES
 from faceqa.vlm.checkpoint import save_for_vllm
@@ -108,7 +109,7 @@ def _image_processor(arch: str, size: TinySize):
     side = {"height": size.image_size, "width": size.image_size}
     if arch == "paligemma":
         proc = SiglipImageProcessorPil(size=side, image_mean=[0.5] * 3, image_std=[0.5] * 3)
-        proc.image_seq_length = (size.image_size // size.patch_size) ** 2
+        proc.image_seq_length = (size.image_size // size.patch_size) ** 2  # type: ignore[attr-defined]  # PaliGemmaProcessor reads it
         return proc
     if arch == "llava":
         return CLIPImageProcessorPil(size={"shortest_edge": size.image_size}, crop_size=side)
@@ -158,7 +159,12 @@ def _config(arch: str, size: TinySize, tokenizer):
     )
 
     vocab = -(-len(tokenizer) // 64) * 64  # room for every added token, padded like real vocabularies
-    text = {
+    special: dict[str, Any] = {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    text: dict[str, Any] = {
         "hidden_size": size.hidden,
         "intermediate_size": size.intermediate,
         "num_hidden_layers": size.layers,
@@ -167,11 +173,9 @@ def _config(arch: str, size: TinySize, tokenizer):
         "head_dim": size.head_dim,
         "vocab_size": vocab,
         "max_position_embeddings": size.max_positions,
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
+        **special,
     }
-    vision = {
+    vision: dict[str, Any] = {
         "hidden_size": size.hidden,
         "intermediate_size": size.intermediate,
         "num_hidden_layers": size.layers,
@@ -182,15 +186,13 @@ def _config(arch: str, size: TinySize, tokenizer):
     image_token = tokenizer.convert_tokens_to_ids("<image>")
     if arch == "paligemma":
         return PaliGemmaConfig(
-            vision_config=SiglipVisionConfig(**vision, vision_use_head=False),
+            vision_config=SiglipVisionConfig(**(vision | {"vision_use_head": False})),
             text_config=GemmaConfig(**text),
             image_token_index=image_token,
             vocab_size=vocab,
             projection_dim=size.hidden,
             hidden_size=size.hidden,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
+            **special,
         )
     if arch == "llava":
         return LlavaConfig(
@@ -268,5 +270,5 @@ def make_tiny_lora(base: Path, out: Path, seed: int = 0, rank: int = 8) -> Path:
         for name, param in peft_model.named_parameters():
             if "lora_" in name:
                 param.normal_(0.0, 0.3)
-    peft_model.save_pretrained(out)
+    peft_model.save_pretrained(str(out))
     return out

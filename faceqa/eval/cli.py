@@ -182,9 +182,9 @@ def compare(
     for column in ("task", "n", "A", "B", "B − A [95% CI]", "McNemar p"):
         table.add_column(column)
     for task, t in result["tasks"].items():
-        low, high = t["difference_ci"]
+        interval = " [{:+.1%}, {:+.1%}]".format(*t["difference_ci"]) if t["difference_ci"] else ""
         table.add_row(task, str(t["n"]), f"{t['accuracy_a']:.1%}", f"{t['accuracy_b']:.1%}",
-                      f"{t['difference']:+.1%} [{low:+.1%}, {high:+.1%}]", f"{t['mcnemar_p']:.3g}")
+                      f"{t['difference']:+.1%}{interval}", f"{t['mcnemar_p']:.3g}")
     for row in result["published"]:
         table.add_row(f"{row['task']} ({row['model']}, {row['dataset']})", "–", "–", f"{row['accuracy']:.1%}",
                       row["note"], "–")

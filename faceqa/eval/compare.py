@@ -42,10 +42,10 @@ def compare_runs(run_a: str | Path, run_b: str | Path, seed: int = 0, bootstrap:
         ca = np.array([a[k] for k in keys], dtype=float)
         cb = np.array([b[k] for k in keys], dtype=float)
         a_only, b_only = int(((ca == 1) & (cb == 0)).sum()), int(((ca == 0) & (cb == 1)).sum())
-        low, high = bootstrap_ci(cb - ca, MetricSettings(seed, bootstrap), f"compare/{task}")
+        interval = bootstrap_ci(cb - ca, MetricSettings(seed, bootstrap), f"compare/{task}")  # None: bootstrap off
         result["tasks"][task] = {
             "n": len(keys), "accuracy_a": float(ca.mean()), "accuracy_b": float(cb.mean()),
-            "difference": float(cb.mean() - ca.mean()), "difference_ci": [low, high],
+            "difference": float(cb.mean() - ca.mean()), "difference_ci": list(interval) if interval else None,
             "a_right_b_wrong": a_only, "b_right_a_wrong": b_only, "mcnemar_p": mcnemar_p(a_only, b_only),
         }
     return result

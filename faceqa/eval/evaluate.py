@@ -46,7 +46,7 @@ def comparable(items: Sequence[FaceRecord], task: str) -> list[str]:
     """
     from faceqa.prompts.taxonomy import comparable_labels, labels, sources
 
-    mapped, expressible = set(sources()), set()
+    mapped, expressible = set(sources()), set[str]()
     for source in {i.source for i in items}:
         mapping = f"{source}_{task}" in mapped
         expressible.update(comparable_labels(source, task) if mapping else labels(task))
