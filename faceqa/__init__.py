@@ -13,6 +13,7 @@ Models load once, on first use, into one shared offline engine. For more control
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +27,14 @@ if TYPE_CHECKING:
     from faceqa.schema import Answer, ImageReport
 
     Image = np.ndarray | str | Path | bytes
+
+# onnxruntime 1.30's telemetry writes an events database under ~/.cache/Microsoft and a
+# /tmp/mat-debug-PID.log per process, and crashes the process while loading when the
+# command line is long (~40 KB). It reads this variable when it is loaded; every faceqa
+# module (CLI, API workers, Streamlit's script runner, `python -m faceqa.x`) imports this
+# package first, so setting it here, before any faceqa module can import onnxruntime,
+# covers them all (and child processes inherit it).
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 __version__ = "0.1.0"
 
@@ -58,12 +67,14 @@ def verify(image_a: Image, image_b: Image) -> Verification:
     """Whether the largest face of each photo appears to be the same person (an estimate, not proof)."""
     from faceqa.faces.identity import SAME_PERSON_COSINE, cosine
 
-    faces = []
+    embeddings: list[list[float]] = []
     for image in (image_a, image_b):
         report = analyze(image, embeddings=True)
         if not report.faces:
             raise ValueError(f"no face found in {report.image.path or 'the image'}")
-        faces.append(max(report.faces, key=lambda face: face.area))
-    similarity = cosine(faces[0].embedding, faces[1].embedding)
+        embedding = max(report.faces, key=lambda face: face.area).embedding
+        assert embedding is not None  # analyze(embeddings=True) fills it for every face
+        embeddings.append(embedding)
+    similarity = cosine(embeddings[0], embeddings[1])
     return Verification(same_person=similarity > SAME_PERSON_COSINE, similarity=round(similarity, 4),
                         threshold=SAME_PERSON_COSINE)

@@ -19,7 +19,7 @@ app = typer.Typer(help="faceqa: ask questions about the people in a photo.", no_
 models_app = typer.Typer(help="Embedded model files: fetch, verify, list.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".avif"}
 err = Console(stderr=True)
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +98,62 @@ def test_a_command_whose_extra_is_missing_names_the_extra(monkeypatch, capsys):
         cli.main()
     assert stop.value.code == 1
     assert "pip install 'faceqa[api]'" in capsys.readouterr().err
+
+
+def test_a_folder_with_a_decoder_crasher_still_reports_every_later_photo(examples, tmp_path):
+    crasher = Path(__file__).parent / "data" / "crashers" / "avif-runtimeerror-color-planes.avif"
+    (tmp_path / "a.avif").write_bytes(crasher.read_bytes())  # made Pillow's AVIF plugin raise RuntimeError
+    (tmp_path / "b.png").write_bytes((examples / "astronaut.png").read_bytes())
+    result = faceqa("analyze", "--json", str(tmp_path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    first, second = (json.loads(line) for line in result.stdout.strip().splitlines())
+    assert first["path"].endswith("a.avif") and "damaged" in first["error"]
+    assert second["image"]["path"].endswith("b.png") and len(second["faces"]) == 1
+
+
+def _outside_home(tmp_path) -> dict:
+    from faceqa import artifacts
+
+    home, scratch = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    scratch.mkdir()
+    return {"HOME": str(home), "TMPDIR": str(scratch), "FACEQA_HOME": str(artifacts.home())}
+
+
+@pytest.mark.parametrize("shape", ["40 KB question", "1,400 paths"])
+def test_a_long_command_line_neither_crashes_nor_writes_files(examples, tmp_path, shape):
+    # onnxruntime's telemetry segfaulted here and wrote ~/.cache/Microsoft/... and $TMPDIR/mat-debug-PID.log.
+    env = _outside_home(tmp_path)
+    photo = str(examples / "astronaut.png")
+    if shape == "40 KB question":
+        result = faceqa("ask", photo, "How old is she? " * 2560, env=env)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "years" in result.stdout
+    else:
+        missing = [str(tmp_path / f"missing-photo-number-{i:05d}.jpg") for i in range(1399)]
+        result = faceqa("analyze", "--json", *missing, photo, env=env)
+        assert result.returncode == 1, result.stderr[-2000:]  # 1 = some inputs were bad; a crash is negative
+        assert result.stderr.count("no such file") == 1399 and '"faces"' in result.stdout.splitlines()[-1]
+    written = [str(p) for p in tmp_path.rglob("*") if p.is_file()]
+    assert written == [], written
+
+
+def test_onnxruntime_is_only_ever_imported_with_its_telemetry_off():
+    # Whatever faceqa module a process starts from, the package's __init__ runs first and switches it off.
+    probe = (
+        "import importlib, os, sys\n"
+        "seen = []\n"
+        "class Watch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'onnxruntime': seen.append(os.environ.get('ORT_DISABLE_TELEMETRY'))\n"
+        "sys.meta_path.insert(0, Watch())\n"
+        "importlib.import_module(sys.argv[1])\n"
+        "import onnxruntime\n"
+        "print(seen[0])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    for module in ("faceqa.faces.age_gender", "faceqa.faces.engine", "faceqa.cli", "faceqa.app.server"):
+        result = subprocess.run([sys.executable, "-c", probe, module], capture_output=True, text=True, env=env,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip() == "1", (module, result.stdout)
