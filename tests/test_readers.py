@@ -1,9 +1,11 @@
 """Dataset readers on tiny fixtures written in each dataset's native layout."""
 
 import csv
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from affectnet_release import write_affectnet_release
 from PIL import Image
 
 from faceqa.datasets.readers import (
@@ -109,28 +111,76 @@ def test_affectnet_per_class_folders(tmp_path):
     image(tmp_path / "train" / "happy" / "a.jpg")
     image(tmp_path / "train" / "contempt" / "b.png")
     image(tmp_path / "val" / "0" / "c.jpg")  # a numeric class folder: code 0 is Neutral
-    image(tmp_path / "val" / "9" / "d.jpg")  # Uncertain: no emotion
+    image(tmp_path / "val" / "9" / "d.jpg")  # Uncertain: no emotion, so not a labelled face
     (tmp_path / "train" / "happy" / "notes.txt").write_text("not an image")
     audit = LabelAudit()
     records = list(read_affectnet(tmp_path, audit=audit))
     assert [(r.split, r.labels.get("emotion")) for r in records] == [
-        ("train", "Contempt"), ("train", "Happiness"), ("val", "Neutral"), ("val", None)]
+        ("train", "Contempt"), ("train", "Happiness"), ("val", "Neutral")]
     assert audit.unmapped == {"affectnet:emotion='9'": 1}
+    assert sum(audit.skipped.values()) == 1
 
 
-def test_affectnet_csv_with_valence_arousal_and_action_units(tmp_path):
+def test_affectnet_2017_release_layout_with_boxes_and_both_splits(tmp_path):
+    # training: Neutral, Happy, None (8), Uncertain (9), Non-Face (10), Contempt; validation: Sad, Happy
+    root = write_affectnet_release(tmp_path, training=[0, 1, 8, 9, 10, 7], validation=[2, 1])
+    audit = LabelAudit()
+    records = list(read_affectnet(root, audit=audit))  # affectnet=/data/affectnet, as the README says
+    assert [(r.split, r.labels["emotion"]) for r in records] == [
+        ("train", "Neutral"), ("train", "Happiness"), ("train", "Contempt"), ("val", "Sadness"), ("val", "Happiness")]
+    assert all(r.image.is_file() and r.image.parent.parent.name == "Manually_Annotated_Images" for r in records)
+    assert records[0].box == (40.0, 10.0, 30.0, 34.0) and records[1].box == (41.0, 10.0, 30.0, 34.0)
+    assert records[0].extra["valence"] == 0.5 and records[0].extra["arousal"] == -0.25
+    # Codes 8-10 never become faces: skipped and counted.
+    assert sum(n for k, n in audit.skipped.items() if "8-10" in k) == 3
+    assert [r.split for r in read_affectnet(root, splits=("val",))] == ["val", "val"]
+
+
+def test_affectnet_csvs_beside_the_images_folder_are_found_too(tmp_path):
+    root = write_affectnet_release(tmp_path, training=[3], validation=[4], lists_folder=False)
+    assert [r.labels["emotion"] for r in read_affectnet(root)] == ["Surprise", "Fear"]
+
+
+def test_affectnet_class_balancing_caps_each_expression_per_split(tmp_path):
+    root = write_affectnet_release(tmp_path, training=[1, 1, 1, 0, 1, 0, 7], validation=[1, 1, 1])
+    audit = LabelAudit()
+    records = list(read_affectnet(root, max_per_class=2, audit=audit))
+    counts = Counter((r.split, r.labels["emotion"]) for r in records)
+    assert counts == {("train", "Happiness"): 2, ("train", "Neutral"): 2, ("train", "Contempt"): 1,
+                      ("val", "Happiness"): 2}
+    assert audit.skipped == {"affectnet:over max_per_class=2": 3}
+    with pytest.raises(ValueError, match="at least 1"):
+        list(read_affectnet(root, max_per_class=0))
+
+
+def test_affectnet_single_csv_with_action_units_and_a_bad_box(tmp_path):
     image(tmp_path / "Manually_Annotated_Images" / "1" / "x.jpg")
     image(tmp_path / "Manually_Annotated_Images" / "2" / "y.jpg")
+    image(tmp_path / "Manually_Annotated_Images" / "2" / "z.jpg")
     csv_path = table(tmp_path / "validation.csv",
-                     ["subDirectory_filePath", "face_x", "expression", "valence", "arousal", "AU12_r", "AU4"],
-                     [["1/x.jpg", "10", "1", "0.7", "0.3", "2.5", "0"], ["2/y.jpg", "4", "10", "", "", "", ""]])
+                     ["subDirectory_filePath", "face_x", "face_y", "face_width", "face_height", "expression",
+                      "valence", "arousal", "AU12_r", "AU4"],
+                     [["1/x.jpg", "1", "1", "6", "6", "1", "0.7", "0.3", "2.5", "0"],
+                      ["2/y.jpg", "", "", "", "", "3", "", "", "", ""],
+                      ["2/z.jpg", "1", "1", "6"]])  # a short row
     audit = LabelAudit()
-    records = list(read_affectnet(tmp_path / "Manually_Annotated_Images", csv_path=csv_path, audit=audit))
-    assert records[0].labels == {"emotion": "Happiness"} and records[0].split == "val"
-    assert records[0].extra["valence"] == 0.7 and records[0].extra["arousal"] == 0.3
+    records = list(read_affectnet(tmp_path, csv_path=csv_path, audit=audit))
+    assert len(records) == 1 and records[0].labels == {"emotion": "Happiness"} and records[0].split == "val"
+    assert records[0].box == (1.0, 1.0, 6.0, 6.0)
     assert records[0].extra["action_units"] == {"AU12_r": 2.5, "AU4": 0.0}
-    assert records[1].labels == {} and "action_units" not in records[1].extra
-    assert audit.unmapped == {"affectnet:emotion='10'": 1}
+    assert audit.skipped == {"affectnet:face box unreadable (face_x/y/width/height)": 1,
+                             "affectnet:row has too few columns": 1}
+
+
+def test_fairface_row_with_too_few_columns_is_skipped_and_reported(tmp_path):
+    path = tmp_path / "fairface_label_val.csv"
+    path.write_text("file,age,gender,race,service_test\nval/1.jpg,20-29,Male,White,True\nval/2.jpg,30-39\n")
+    image(tmp_path / "val" / "1.jpg")
+    image(tmp_path / "val" / "2.jpg")
+    audit = LabelAudit()
+    records = list(read_fairface(tmp_path, splits=("val",), audit=audit))
+    assert [r.key for r in records] == ["fairface:val/1.jpg"]
+    assert audit.skipped == {"fairface:row has too few columns": 1}
 
 
 def test_generic_csv_with_column_mapping(tmp_path):

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from faceqa.crops import face_crop
 from faceqa.images import load_image
 from faceqa.prompts import templates
 from faceqa.prompts.taxonomy import AGE_GROUPS, EMOTIONS, GENDERS, RACES, display
-from faceqa.vlm.attributes import VLMAttributes, VLMAttributesConfig, crop_with_margin
+from faceqa.vlm.attributes import VLMAttributes, VLMAttributesConfig
 from faceqa.vlm.base import Completion, GenerationParams, VLMBackend, VLMError
 
 
@@ -50,15 +51,6 @@ class Recorder(VLMBackend):
         return self.answer(question, params)
 
 
-def test_crop_with_margin():
-    rgb = np.arange(100 * 80 * 3, dtype=np.uint8).reshape(100, 80, 3)
-    assert crop_with_margin(rgb, (20, 30, 20, 10), 0.5).shape == (20, 40, 3)  # 10/5 px added each side
-    assert (crop_with_margin(rgb, (20, 30, 20, 10), 0.0) == rgb[30:40, 20:40]).all()
-    assert crop_with_margin(rgb, (70, 90, 20, 20), 0.5).shape == (20, 20, 3)  # clipped at the borders
-    with pytest.raises(ValueError, match="outside"):
-        crop_with_margin(rgb, (200, 200, 10, 10), 0.2)
-
-
 def test_fills_every_face_with_taxonomy_labels_and_provenance(backend, group_rgb, group_report):
     filled, failures = VLMAttributes(backend).annotate(group_rgb, group_report)
     assert failures == []
@@ -78,7 +70,7 @@ def test_scores_are_the_models_probability_of_the_label(backend, group_rgb, grou
     engine = VLMAttributes(backend, VLMAttributesConfig(attributes=("emotion",)))
     filled, _ = engine.annotate(group_rgb, group_report)
     face = group_report.faces[0]
-    crop = crop_with_margin(group_rgb, face.box, engine.config.margin)
+    crop = face_crop(group_rgb, face.box, engine.config.margin)
     direct = backend.complete(
         [crop],
         engine._messages(templates.question("emotion", "chat")),
@@ -119,7 +111,7 @@ def test_crops_mode_sends_each_face_alone_with_the_prompts_question(group_rgb, g
     filled = engine.fill(group_rgb, group_report)
     assert len(recorder.asked) == len(group_report.faces)
     for (image, question, params), face in zip(recorder.asked, group_report.faces, strict=True):
-        assert image.shape == crop_with_margin(group_rgb, face.box, 0.25).shape
+        assert (image == face_crop(group_rgb, face.box, 0.25)).all()
         assert question == templates.question("emotion", "chat")
         assert params.choices == tuple(EMOTIONS) and params.logprobs
     assert all(f.emotion.label == "Happiness" and f.emotion.score == pytest.approx(np.exp(-0.5)) for f in filled.faces)

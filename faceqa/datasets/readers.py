@@ -16,6 +16,7 @@ record is still yielded without that label, or, when the row is unusable, skippe
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import re
 from collections import Counter
@@ -47,6 +48,7 @@ class FaceRecord:
     identity: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     data: bytes | None = None  # the encoded image, when it lives inside a dataset file rather than beside it
+    box: tuple[float, float, float, float] | None = None  # the labelled face (x, y, w, h) when the dataset gives it
 
     def payload(self) -> bytes:
         """The encoded image bytes (not decoded): `data`, else the file's contents."""
@@ -123,10 +125,10 @@ class _Labeller:
         return labels, native
 
 
-def _age_group(years: float | None) -> str | None:
+def _age_group(years: float) -> str:
     from faceqa.prompts.taxonomy import age_group
 
-    return None if years is None else age_group(years)
+    return age_group(years)
 
 
 def _key(source: str, path: Path, root: Path) -> str:
@@ -169,13 +171,16 @@ def read_fairface(root: str | Path, splits: Iterable[str] = ("train", "val"),
         _require(table, ("file", "age", "gender", "race"))
         for line, row in _rows(table):
             where = f"{table.name}:{line}"
+            if any(row.get(c) is None for c in ("file", "age", "gender", "race")):
+                audit.skip("fairface", "row has too few columns", where)
+                continue
             image = root / row["file"]
             if not image.is_file():
                 audit.skip("fairface", "image missing", f"{where} {row['file']}")
                 continue
             labels, native = labeller({"age_group": row["age"], "gender": row["gender"], "race": row["race"]}, where)
             extra: dict[str, Any] = {"native": native}
-            if "service_test" in row:
+            if row.get("service_test") is not None:
                 extra["service_test"] = row["service_test"].strip().lower() == "true"
             yield FaceRecord(image, _key("fairface", image, root), "fairface", split, labels, extra=extra)
 
@@ -229,17 +234,66 @@ def read_rafdb(root: str | Path, variant: str = "aligned", audit: LabelAudit | N
                              extra={"native": native})
 
 
-def read_affectnet(root: str | Path, csv_path: str | Path | None = None,
-                   audit: LabelAudit | None = None) -> Iterator[FaceRecord]:
-    """AffectNet, either per-class folders (`[split/]class/*.jpg`) or a CSV with an `expression` column.
+AFFECTNET_TABLES = {"train": "training.csv", "val": "validation.csv"}
+AFFECTNET_IMAGES = ("Manually_Annotated_Images", "Manually_Annotated/Manually_Annotated_Images")
+AFFECTNET_BOX = ("face_x", "face_y", "face_width", "face_height")
 
-    The CSV may carry valence/arousal and AU columns (`AU1`, `AU12_r`, ...); they go to `extra`.
+
+def read_affectnet(root: str | Path, csv_path: str | Path | None = None, splits: Iterable[str] = ("train", "val"),
+                   max_per_class: int | str | None = None, audit: LabelAudit | None = None) -> Iterator[FaceRecord]:
+    """AffectNet: the 2017 release, one of its CSVs, or per-class folders (`[split/]class/*.jpg`).
+
+    The release is `Manually_Annotated_Images/<dir>/<file>.jpg` with `training.csv` and
+    `validation.csv` (beside it or in `Manually_Annotated_file_lists/`), whose
+    `subDirectory_filePath` is relative to the images folder and whose
+    face_x/y/width/height box the labelled face (the images are not face crops). The
+    validation CSV is the split everyone reports on (the test set was never released).
+    Codes 8-10 (None, Uncertain, Non-Face) are no emotion, and code 10 not even a face:
+    such rows are skipped and counted, never yielded as faces. `max_per_class` keeps at
+    most that many rows of each expression per split (the first in file order),
+    against the release's skew (about 134k Happy and 75k Neutral vs 4k Contempt).
+    Valence/arousal and AU columns (`AU1`, `AU12_r`, ...) go to `extra`.
     """
     root, audit = Path(root), audit if audit is not None else LabelAudit()
-    if csv_path is None:
-        yield from _image_folder(root, "emotion", "affectnet", _Labeller("affectnet", audit, dataset=True))
-        return
-    table = Path(csv_path)
+    cap = int(max_per_class) if max_per_class not in (None, "") else None
+    if cap is not None and cap < 1:
+        raise ValueError(f"max_per_class must be at least 1, got {cap}")
+    tables = [(None, Path(csv_path))] if csv_path is not None else _affectnet_tables(root, tuple(splits))
+    if not tables:
+        records = _image_folder(root, "emotion", "affectnet", _Labeller("affectnet", audit, dataset=True))
+    else:
+        images = next((root / p for p in AFFECTNET_IMAGES if (root / p).is_dir()), root)
+        records = itertools.chain.from_iterable(_affectnet_csv(images, table, split, audit)
+                                                for split, table in tables)
+    kept: Counter = Counter()
+    for record in records:
+        emotion = record.labels.get("emotion")
+        if emotion is None:
+            audit.skip("affectnet", "expression 8-10 or unknown (None, Uncertain, Non-Face): not a labelled face",
+                       record.key)
+            continue
+        if cap is not None:
+            kept[record.split, emotion] += 1
+            if kept[record.split, emotion] > cap:
+                audit.skip("affectnet", f"over max_per_class={cap}", record.key)
+                continue
+        yield record
+
+
+def _affectnet_tables(root: Path, splits: tuple[str, ...]) -> list[tuple[str | None, Path]]:
+    """The release's CSVs for `splits`, in its layout; none when `root` is a per-class folder tree."""
+    found: list[tuple[str | None, Path]] = []
+    for split in splits:
+        name = AFFECTNET_TABLES.get(split)
+        if name is None:
+            raise ValueError(f"AffectNet splits are {', '.join(AFFECTNET_TABLES)}, got {split!r}")
+        table = next((p for p in (root / name, root / "Manually_Annotated_file_lists" / name) if p.is_file()), None)
+        if table is not None:
+            found.append((split, table))
+    return found
+
+
+def _affectnet_csv(images: Path, table: Path, split: str | None, audit: LabelAudit) -> Iterator[FaceRecord]:
     with table.open(newline="", encoding="utf-8-sig") as handle:
         header = next(csv.reader(handle), [])
     path_column = next((c for c in AFFECTNET_PATH_COLUMNS if c in header), None)
@@ -248,12 +302,20 @@ def read_affectnet(root: str | Path, csv_path: str | Path | None = None,
                          f"({', '.join(AFFECTNET_PATH_COLUMNS)}); found {', '.join(header)}")
     au_columns = [c for c in header if AU_COLUMN.match(c)]
     labeller = _Labeller("affectnet", audit, dataset=True)
-    split = {"training": "train", "validation": "val"}.get(table.stem.lower())
+    split = split or {"training": "train", "validation": "val"}.get(table.stem.lower())
     for line, row in _rows(table):
         where = f"{table.name}:{line}"
-        image = root / row[path_column]
+        if row.get(path_column) is None or row.get("expression") is None:
+            audit.skip("affectnet", "row has too few columns", where)
+            continue
+        image = images / row[path_column]
         if not image.is_file():
             audit.skip("affectnet", "image missing", f"{where} {row[path_column]}")
+            continue
+        try:
+            box = _box(row)
+        except ValueError:
+            audit.skip("affectnet", "face box unreadable (face_x/y/width/height)", where)
             continue
         labels, native = labeller({"emotion": row["expression"]}, where)
         extra: dict[str, Any] = {"native": native}
@@ -261,8 +323,22 @@ def read_affectnet(root: str | Path, csv_path: str | Path | None = None,
         units = {c: v for c in au_columns if (v := _float(row[c])) is not None}
         if units:
             extra["action_units"] = units
-        yield FaceRecord(image, _key("affectnet", image, root), "affectnet", row.get("split") or split, labels,
-                         extra=extra)
+        yield FaceRecord(image, _key("affectnet", image, images), "affectnet", row.get("split") or split, labels,
+                         extra=extra, box=box)
+
+
+def _box(row: dict[str, str]) -> tuple[float, float, float, float] | None:
+    """The CSV's face box, None when the CSV has no box columns; ValueError when they hold no usable box.
+
+    A release image is not a face crop, so a row whose box cannot be read is skipped
+    rather than cropped as a whole image.
+    """
+    if not any(c in row for c in AFFECTNET_BOX):
+        return None
+    x, y, w, h = (float(row.get(c) or "nan") for c in AFFECTNET_BOX)
+    if not (w > 0 and h > 0 and x >= 0 and y >= 0):  # also false for NaN
+        raise ValueError(f"no face box in {[row.get(c) for c in AFFECTNET_BOX]}")
+    return x, y, w, h
 
 
 def read_image_folder(root: str | Path, attribute: str, source: str = "imagefolder",

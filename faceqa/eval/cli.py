@@ -52,6 +52,8 @@ def _records(path: Path, format: str, split: str | None, columns: str | None, at
         options["attribute"] = attribute
     elif format == "affectnet":
         options["csv_path"] = affectnet_csv
+        if affectnet_csv is None:  # the release: its validation.csv is what AffectNet results are reported on
+            options["splits"] = (split or "val",)
     elif format == "rafdb":
         options["variant"] = variant
     elif format == "built":

@@ -29,6 +29,7 @@ from faceqa.datasets.readers import FORMATS, FaceRecord, LabelAudit, read_datase
 
 from .collage import collage
 from .dedup import NearDuplicateIndex
+from .lengths import target_chars
 from .parallel import ordered_map
 from .store import SETTINGS, SUMMARY, Manifest, Pending, dataset_card, write_atomic
 from .tasks import ATTRIBUTES, Sample, composite_samples, seed_of
@@ -104,7 +105,8 @@ def run_build(sources: Iterable[Source], out: str | Path, config: BuildConfig, o
         log.info("resuming: %d source rows already done in %d shards", len(done), len(manifest.records))
 
     audit = LabelAudit()
-    records = _fresh(sources, audit, done)
+    read: dict[str, int] = {}
+    records = _fresh(sources, audit, done, read)
     chunks = _batched(records, config.chunk_size)
     results = itertools.chain.from_iterable(
         ordered_map(run_chunk, chunks, config.processes, initializer=init_worker, initargs=(config.job,)))
@@ -118,10 +120,30 @@ def run_build(sources: Iterable[Source], out: str | Path, config: BuildConfig, o
     builder.commit()
 
     totals = manifest.totals()
-    summary = {**totals, "audit": audit.summary(), "output": str(out)}
+    summary = {**totals, "audit": audit.summary(), "output": str(out), "target_chars": target_chars(out),
+               "warnings": _warnings(config, totals)}
+    for warning in summary["warnings"]:
+        log.warning("%s", warning)
     write_atomic(out / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False).encode("utf-8"))
     write_atomic(out / "README.md", dataset_card(sorted(totals["rows"])).encode("utf-8"))
+    empty = [name for name, n in read.items() if n == 0]
+    if empty:
+        skipped = "; ".join(f"{k} x{v['count']}" for k, v in summary["audit"]["skipped_rows"].items())
+        raise ValueError(f"{', '.join(empty)}: the reader produced no rows"
+                         + (f" (skipped: {skipped})" if skipped else " (is the path the dataset's root?)"))
     return summary
+
+
+def _warnings(config: BuildConfig, totals: dict[str, Any]) -> list[str]:
+    """What was asked for but could not be built, said once at the end rather than found later in training."""
+    made = {task for tasks in totals["tasks"].values() for task in tasks}
+    warnings = []
+    if "attributes" in config.job.tasks and "attributes" not in made:
+        warnings.append("task 'attributes' made 0 rows: it needs faces labelled with all of race, gender, age group "
+                        "and emotion, and no source has all four (FairFace has no emotion, AffectNet only emotion)")
+    if "reasoning" in config.job.tasks and "reasoning" not in made:
+        warnings.append("task 'reasoning' made 0 rows: it needs faces with an emotion label")
+    return warnings
 
 
 def _check_settings(out: Path, sources: list[Source], config: BuildConfig) -> None:
@@ -139,11 +161,18 @@ def _check_settings(out: Path, sources: list[Source], config: BuildConfig) -> No
     write_atomic(path, text.encode("utf-8"))
 
 
-def _fresh(sources: list[Source], audit: LabelAudit, done: set[str]) -> Iterator[FaceRecord]:
-    """Records not yet committed; a key seen twice (the same dataset given twice) is read once."""
+def _fresh(sources: list[Source], audit: LabelAudit, done: set[str], read: dict[str, int]) -> Iterator[FaceRecord]:
+    """Records not yet committed; a key seen twice (the same dataset given twice) is read once.
+
+    `read` counts the records each source yielded, committed or not: a source with none
+    is an error (a wrong root or layout), not an empty success.
+    """
     seen: set[str] = set()
     for source in sources:
+        name = f"{source.format}={source.path}"
+        read[name] = 0
         for record in source.read(audit):
+            read[name] += 1
             if record.key in done or record.key in seen:
                 continue
             seen.add(record.key)

@@ -35,7 +35,7 @@ app.add_typer(finetune_app, name="finetune")
 def build_dataset(
     datasets: Annotated[list[str], typer.Argument(
         help="FORMAT=PATH[,key=value...]; FORMAT is fairface, utkface, affectnet, rafdb, csv or imagefolder. "
-             "Options are the reader's: affectnet=DIR,csv_path=FILE; rafdb=DIR,variant=original; "
+             "Options are the reader's: affectnet=DIR[,max_per_class=N][,csv_path=FILE]; rafdb=DIR,variant=original; "
              "imagefolder=DIR,attribute=emotion; csv=FILE,image=COL,age=COL,emotion=COL,...")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (Parquet shards per split).")],
     tasks: Annotated[str, typer.Option(help=f"Comma-separated, from: {', '.join(TASKS)}.")] = ",".join(TASKS),
@@ -107,6 +107,11 @@ def _print_summary(summary: dict) -> None:
     for kind in ("unmapped_labels", "skipped_rows"):
         for key, entry in audit.get(kind, {}).items():
             console.print(f"{kind.replace('_', ' ')}: {key} x{entry['count']} (e.g. {entry['examples'][0]})")
+    for split, tasks in summary["target_chars"].items():
+        console.print(f"target characters ({split}): " + ", ".join(
+            f"{task} mean {s['mean']:.0f} p95 {s['p95']} max {s['max']}" for task, s in tasks.items()))
+    for warning in summary["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
 
 
 @finetune_app.command("train", hidden=True)

@@ -1,11 +1,13 @@
 """Face crops for training: the face the label is about, with some context, at one size.
 
 A dataset label describes one face, but the photo may hold more of the scene than
-the face (UTKFace's originals, RAF-DB's originals, any generic folder), so by default
-the face is found with the embedded detector and cut out square with a margin, as
-FairFace itself did (padding 0.25). Already-cropped datasets (FairFace, AffectNet,
-RAF-DB aligned) can be trusted as they are and only resized. Geometric AU cues come
-from the same face engine, for expression reasoning targets on datasets with no AUs.
+the face. A dataset that boxes its faces (AffectNet's release) is cropped at its
+box; otherwise, by default, the face is found with the embedded detector (UTKFace's
+originals, RAF-DB's originals, any generic folder). Already-cropped datasets
+(FairFace, RAF-DB aligned) can be trusted as they are and only resized. The cut
+itself is `faceqa.crops.face_crop`, the one the VLM attribute engine uses at serving
+time. Geometric AU cues come from the same face engine, for expression reasoning
+targets on datasets with no AUs.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from PIL import Image
+
+from faceqa.crops import MARGIN, SIZE, face_crop
 
 CROP_MODES = ("detect", "trust")
 
@@ -26,8 +29,8 @@ class NoFace(ValueError):
 @dataclass(frozen=True)
 class CropConfig:
     mode: str = "detect"  # "detect": find the face and cut it out; "trust": the image is already a face crop
-    margin: float = 0.25  # context added on each side, as a fraction of the face box's longer side
-    size: int = 224  # side of the square output, in pixels (PaliGemma-224's input)
+    margin: float = MARGIN  # context added on each side, as a fraction of the face box's longer side
+    size: int = SIZE  # side of the square output, in pixels (PaliGemma-224's input)
 
     def __post_init__(self) -> None:
         if self.mode not in CROP_MODES:
@@ -54,45 +57,27 @@ class FaceCropper:
 
         return FaceEngine(EngineConfig(threads=1))
 
-    def __call__(self, rgb: np.ndarray, want_action_units: bool = False) -> Crop:
+    def __call__(self, rgb: np.ndarray, want_action_units: bool = False,
+                 box: tuple[float, float, float, float] | None = None) -> Crop:
+        """The crop of the labelled face: at the dataset's `box` when it gives one, else as the mode says."""
         detections = []
-        if self.config.mode == "detect" or want_action_units:
+        if box is None and (self.config.mode == "detect" or want_action_units):
             detections = self._engine.detector.detect(rgb)
         # The labelled face is the most prominent one: largest box, confidence breaking ties.
         face = max(detections, key=lambda d: (d.box[2] * d.box[3], d.score), default=None)
-        if self.config.mode == "detect":
+        if box is not None:
+            crop = face_crop(rgb, box, self.config.margin, self.config.size)
+        elif self.config.mode == "detect":
             if face is None:
                 raise NoFace("no face detected")
-            square = _square_with_margin(face.box, self.config.margin)
+            crop = face_crop(rgb, face.box, self.config.margin, self.config.size)
         else:
-            square = _square_with_margin((0, 0, rgb.shape[1], rgb.shape[0]), 0.0)
+            crop = face_crop(rgb, (0, 0, rgb.shape[1], rgb.shape[0]), 0.0, self.config.size)
+        landmark_box = box if box is not None else (face.box if face is not None else None)
         units = None
-        if want_action_units and face is not None:
+        if want_action_units and landmark_box is not None:
             from faceqa.faces.action_units import action_units
             from faceqa.faces.landmarks import points
 
-            units = action_units(points(self._engine.landmarks.shape(rgb, face.box)))
-        return Crop(_cut(rgb, square, self.config.size), units)
-
-
-def _square_with_margin(box: tuple[float, float, float, float], margin: float) -> tuple[int, int, int]:
-    """(left, top, side) of the square centred on `box`, its longer side grown by `margin` on each side."""
-    x, y, w, h = box
-    side = max(w, h) * (1 + 2 * margin)
-    return round(x + w / 2 - side / 2), round(y + h / 2 - side / 2), max(1, round(side))
-
-
-def _cut(rgb: np.ndarray, square: tuple[int, int, int], size: int) -> np.ndarray:
-    """The square region resized to `size`; parts outside the photo are filled by edge replication.
-
-    Replicated edges rather than black bars: a black border is a shortcut feature
-    (faces near the photo's edge) that a model would otherwise learn.
-    """
-    left, top, side = square
-    height, width = rgb.shape[:2]
-    pad = max(0, -left, -top, left + side - width, top + side - height)
-    if pad:
-        rgb = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
-        left, top = left + pad, top + pad
-    region = Image.fromarray(np.ascontiguousarray(rgb[top:top + side, left:left + side]))
-    return np.asarray(region.resize((size, size), Image.Resampling.BILINEAR))
+            units = action_units(points(self._engine.landmarks.shape(rgb, tuple(round(v) for v in landmark_box))))
+        return Crop(crop, units)

@@ -12,7 +12,7 @@ from faceqa.prompts import templates
 from faceqa.prompts.taxonomy import normalize
 
 
-def prompt_inputs(arch: str, processor, rows: list[dict[str, Any]], prefix_attention: str = "image") -> dict:
+def prompt_inputs(arch: str, processor, rows: list[dict[str, Any]], prefix_attention: str = "image") -> Any:
     """The model inputs of the rows' questions, without their answers (left-padded for generation)."""
     images = [[row["image"].convert("RGB")] for row in rows]
     if arch == "paligemma":

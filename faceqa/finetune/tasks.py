@@ -59,7 +59,8 @@ def dataset_action_units(extra: Mapping) -> dict[str, float] | None:
     raw = extra.get("action_units")
     if not raw:
         return None
-    intensities, presence = {}, {}
+    intensities: dict[str, float] = {}
+    presence: dict[str, float] = {}
     for column, value in raw.items():
         match = _AU_COLUMN.match(str(column).strip())
         if match is None or value is None:

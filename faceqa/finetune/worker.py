@@ -73,7 +73,7 @@ class FaceJob:
         geometric = False
         want_engine_units = ("reasoning" in c.tasks and "emotion" in record.labels and units is None
                              and c.engine_action_units)
-        crop = self.cropper(load_image(record.image), want_action_units=want_engine_units)
+        crop = self.cropper(load_image(record.image), want_action_units=want_engine_units, box=record.box)
         if units is None and crop.action_units is not None:
             units, geometric = crop.action_units, True
         split = assign_split(record.split, record.identity or record.key, c.split, c.val_fraction, c.seed)

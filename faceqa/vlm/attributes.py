@@ -2,8 +2,8 @@
 
 It refines the reports of the embedded face engine (boxes and ids unchanged), so the
 assistant answers the same way whichever engine filled the attributes, and race
-becomes available. Each face is asked about on a crop with margin (the model sees one
-person, as in FairFace-style training data), with the questions from `faceqa.prompts`
+becomes available. Each face is asked about on the crop training used (`faceqa.crops`: the
+model sees one person, as in FairFace-style training data), with the questions from `faceqa.prompts`
 and the shared parser; `mode="whole_image"` instead asks about "the second person from
 the left" on the full photo, for what a crop cannot show. `ask()` answers any prompts
 task (count, describe, ...) about the whole image.
@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
+from faceqa import crops
 from faceqa.prompts import templates
 from faceqa.prompts.parser import ParsedAnswer, parse_answer
 from faceqa.schema import AgeEstimate, FaceReport, ImageReport, LabelScore
@@ -49,7 +49,8 @@ class VLMAttributesConfig:
     mode: Literal["crops", "whole_image"] = "crops"
     style: Literal["chat", "paligemma"] = "chat"
     structured: bool = True
-    margin: float = 0.4
+    margin: float = crops.MARGIN  # the crop training used (faceqa.crops), recorded with an adapter
+    crop_size: int | None = crops.SIZE
     max_tokens: int = 24
     source: str | None = None
 
@@ -83,21 +84,6 @@ class WholeImageAnswer:
     text: str
     parsed: ParsedAnswer | None = None
     failures: list[str] = field(default_factory=list)
-
-
-def crop_with_margin(rgb: np.ndarray, box: Sequence[int], margin: float) -> np.ndarray:
-    """The face box grown by `margin` of its size on every side, clipped to the image.
-
-    Margin keeps hair, ears and jaw line, which age and gender cues depend on.
-    """
-    height, width = rgb.shape[:2]
-    x, y, w, h = box
-    dx, dy = round(w * margin), round(h * margin)
-    left, top = max(0, x - dx), max(0, y - dy)
-    right, bottom = min(width, x + w + dx), min(height, y + h + dy)
-    if right <= left or bottom <= top:
-        raise ValueError(f"face box {list(box)} lies outside the {width}x{height} image")
-    return np.ascontiguousarray(rgb[top:bottom, left:right])
 
 
 class VLMAttributes:
@@ -136,7 +122,7 @@ class VLMAttributes:
             image = rgb
             if self.config.mode == "crops":
                 try:
-                    image = crop_with_margin(rgb, face.box, self.config.margin)
+                    image = crops.face_crop(rgb, face.box, self.config.margin, self.config.crop_size)
                 except ValueError as error:
                     failures += [AttributeFailure(face.id, a, str(error)) for a in self.config.attributes]
                     continue
