@@ -48,6 +48,7 @@ class StandIn:
     def __init__(self, answer: Answer, delay: float = 0.0):
         self.answer, self.delay = answer, delay
         self.hits: Counter = Counter()  # (image sha256, prompt) -> requests
+        self.received: list[dict] = []  # every request body, in arrival order (what the model was sent)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -96,6 +97,7 @@ class StandIn:
                     return
                 with standin._lock:
                     standin.hits[(image_digest(image), prompt)] += 1
+                    standin.received.append(request)
                 if standin.delay:
                     time.sleep(standin.delay)
                 text = standin.answer(image, prompt)

@@ -98,7 +98,7 @@ def _summary(report: dict) -> Table:
 @app.command()
 def run(
     dataset: Annotated[Path, typer.Argument(help="Dataset root (or CSV file for --format csv).", exists=True)],
-    format: Annotated[str, typer.Option("--format", "-f", help=f"One of: {', '.join(FORMATS)}.")],
+    format: Annotated[str, typer.Option("--format", "-f", help=f"One of: {', '.join(FORMATS)}, facexbench.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: predictions, report, card, plots.")],
     engine: Annotated[bool, typer.Option("--engine", help="Evaluate the embedded face engine.")] = False,
     endpoint: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL, e.g. http://host:8000/v1.")] = None,
@@ -127,22 +127,29 @@ def run(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Run a model over a labelled dataset; resumable: run it again after an interruption."""
+    from faceqa.eval import mcq_cli
     from faceqa.eval.evaluate import EvalConfig, evaluate
     from faceqa.eval.runner import EndpointFailing
 
+    facexbench = format == "facexbench"  # multiple-choice questions, not labelled faces: own reader and report
     config = EvalConfig(_parse_tasks(tasks), limit, concurrency, seed, bootstrap, min_group_size, plots, progress)
     try:
-        predictor = _predictor(engine, endpoint, model, api_key, transformers, adapter, prompt_style, max_tokens)
+        predictor = (mcq_cli.mcq_predictor(engine, endpoint, model, api_key, max_tokens) if facexbench else
+                     _predictor(engine, endpoint, model, api_key, transformers, adapter, prompt_style, max_tokens))
     except ValueError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from None
     audit = LabelAudit()
-    records = _records(dataset, format, split, columns, attribute, affectnet_csv, rafdb_variant, audit)
+    records = iter(()) if facexbench else _records(dataset, format, split, columns, attribute, affectnet_csv,
+                                                    rafdb_variant, audit)
     card = {k: v for k, v in (("licence", model_licence), ("training_data", training_data)) if v}
     info = {"name": dataset_name or dataset.name, "format": format, "path": str(dataset), "split": split}
     try:
-        report = evaluate(records, predictor, out, config, dataset=info, model=card, cache_path=cache,
-                          audit=audit)
+        if facexbench:
+            report = mcq_cli.evaluate_facexbench(dataset, predictor, out, config, dataset_name, card, cache)
+        else:
+            report = evaluate(records, predictor, out, config, dataset=info, model=card, cache_path=cache,
+                              audit=audit)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted; answers so far are saved in {cache or out / 'predictions.jsonl'}: "
                       "run the same command again to resume.[/yellow]")
@@ -152,7 +159,7 @@ def run(
         raise typer.Exit(1) from None
     finally:
         predictor.close()
-    console.print(_summary(report))
+    console.print(mcq_cli.table(report) if facexbench else _summary(report))
     stats = report["run"]
     console.print(f"calls made {stats['calls']}, cached {stats['cached']}, failed {stats['failed']}; "
                   f"report {out / 'report.json'}, card {out / 'model_card.md'}")

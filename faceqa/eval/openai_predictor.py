@@ -20,8 +20,12 @@ from faceqa.eval.predictor import IMAGE, Prediction, Predictor, answered, encode
 
 def data_url(item: FaceRecord) -> str:
     """The image's encoded bytes as a data URL; the endpoint decodes it, the evaluator never does."""
-    data = encoded_image(item)
-    mime = mimetypes.guess_type(item.image.name)[0] or "image/jpeg"
+    return encoded_data_url(encoded_image(item), item.image.name)
+
+
+def encoded_data_url(data: bytes, name: str) -> str:
+    """Encoded image bytes as a data URL, the type guessed from the file name."""
+    mime = mimetypes.guess_type(name)[0] or "image/jpeg"
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 

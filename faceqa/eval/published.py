@@ -27,6 +27,9 @@ PUBLISHED = (
     PublishedResult("FaceScanPaliGemma", "AffectNet", "emotion", 0.594),
     PublishedResult("ExpLLM", "RAF-DB", "emotion", 0.9103),
     PublishedResult("ExpLLM", "AffectNet-8", "emotion", 0.6593),
+    # FaceXBench (Narayan et al. 2025), all 5,000 questions; no model there scores above 60%.
+    PublishedResult("GPT-4o", "FaceXBench", "facexbench", 0.5024),
+    PublishedResult("Gemini 1.5 Pro", "FaceXBench", "facexbench", 0.5440),
 )
 
 

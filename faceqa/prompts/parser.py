@@ -17,7 +17,7 @@ from typing import Any
 
 from .matching import words
 from .taxonomy import ATTRIBUTES, field_names, resolve
-from .templates import COT_HEADINGS
+from .templates import COT_HEADINGS, MCQ_LETTERS
 
 # Keys under which a model puts "the answer" when it does not name the attribute.
 _GENERIC_KEYS = frozenset({"answer", "label", "prediction", "predicted label", "value", "result", "output",
@@ -214,3 +214,49 @@ def parse_reasoning(text: str | None) -> ParsedReasoning:
     else:
         emotion = ParsedAnswer(None, False, raw, f"no {conclusion} section")
     return ParsedReasoning(joined, emotion, all(h in joined for h in COT_HEADINGS))
+
+
+# --- multiple choice ----------------------------------------------------------------------------
+
+CHOICE_LETTERS = "".join(MCQ_LETTERS)
+_LETTER = re.compile(r"(?<![A-Za-z])\(?([A-D])\)?(?![A-Za-z])")
+_ARTICLE = re.compile(r"A\s+(?!is\b|was\b|or\b|and\b)[a-z]")  # "A woman ...": the article, not option A
+_ANSWER_LEAD = re.compile(r"(?:final\s+)?(?:answer|option|choice)(?:\s+is)?\s*[:=]?\s*", re.IGNORECASE)
+
+
+def _option_text(option: object) -> str:
+    return " ".join(words(str(option)))
+
+
+def parse_choice(text: str | None, options: list | tuple) -> ParsedAnswer:
+    """The option letter (A-D) a multiple-choice answer picks, or unparsed with the reason.
+
+    A bare letter ("B", "(B)", "B) 20-29", "Answer: B") wins; otherwise the answer may
+    quote exactly one option's text. Two different letters, or text naming several
+    options, is a hedge and stays unparsed.
+    """
+    if text is not None and not isinstance(text, str):
+        raise TypeError(f"an answer is text, got {type(text).__name__}")
+    raw = text or ""
+    letters = CHOICE_LETTERS[:len(options)]
+    plain = strip_markdown(raw)
+    if not plain:
+        return ParsedAnswer(None, False, raw, "empty answer")
+    lead = _ANSWER_LEAD.search(plain)
+    candidates = plain[lead.end():] if lead else plain
+    bare = re.fullmatch(r"\s*\(?([A-Da-d])\)?[.)]?\s*", candidates)
+    found = [bare.group(1).upper()] if bare else [
+        m.group(1) for m in _LETTER.finditer(candidates) if not _ARTICLE.match(candidates, m.start())]
+    found = list(dict.fromkeys(f for f in found if f in letters))
+    if len(found) == 1:
+        return ParsedAnswer(found[0], True, raw, "option letter")
+    if len(found) > 1:
+        return ParsedAnswer(None, False, raw, f"several option letters: {', '.join(found)}")
+    said = f" {_option_text(plain)} "
+    quoted = [letters[i] for i, o in enumerate(options[:len(letters)])
+              if _option_text(o) and f" {_option_text(o)} " in said]
+    if len(quoted) == 1:
+        return ParsedAnswer(quoted[0], True, raw, "option text")
+    if quoted:
+        return ParsedAnswer(None, False, raw, f"names several options: {', '.join(quoted)}")
+    return ParsedAnswer(None, False, raw, f"no option letter ({', '.join(letters)}) or option text")

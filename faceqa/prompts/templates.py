@@ -255,6 +255,7 @@ def referent(kind: str, seed: int | None = None, **fields: Any) -> str:
 
 
 COT_HEADINGS: tuple[str, ...] = tuple(_templates()["cot"]["headings"])
+MCQ_LETTERS: tuple[str, ...] = tuple(_templates()["mcq"]["letters"])
 
 
 def render_cot(observations: Sequence[str], interpretation: str, conclusion: str) -> str:
@@ -264,3 +265,14 @@ def render_cot(observations: Sequence[str], interpretation: str, conclusion: str
     cot = _templates()["cot"]
     bullets = "\n".join(cot["observation"].format(o) for o in observations)
     return cot["layout"].format(observations=bullets, interpretation=interpretation, conclusion=conclusion)
+
+
+def mcq_prompt(question: str, options: Sequence[object], instruction: str | None = None, context: str = "") -> str:
+    """A multiple-choice question as FaceXBench asks it: question, instruction, "(A) option" lines."""
+    mcq = _templates()["mcq"]
+    if not 2 <= len(options) <= len(MCQ_LETTERS):
+        raise ValueError(f"a multiple-choice question needs 2 to {len(MCQ_LETTERS)} options, got {len(options)}")
+    lines = "\n".join(mcq["option"].format(letter=letter, option=option)
+                      for letter, option in zip(MCQ_LETTERS, options, strict=False))
+    return mcq["layout"].format(context=f"{context.strip()}\n" if context.strip() else "", question=question.strip(),
+                                instruction=(instruction or mcq["instruction"]).strip(), options=lines)
