@@ -194,7 +194,9 @@ def parse_reasoning(text: str | None) -> ParsedReasoning:
     """Split an ExpLLM-style answer into its headed sections; the emotion is read from Conclusion only.
 
     Reading the label from the whole text would pick up every emotion the
-    interpretation weighs; the conclusion is where the model commits.
+    interpretation weighs; the conclusion is where the model commits, in its first
+    sentence when the rest names other emotions (the trained layout: "Sad (Sadness).
+    The action units point to anger ...").
     """
     raw = _check("emotion", text)
     sections: dict[str, list[str]] = {}
@@ -210,6 +212,9 @@ def parse_reasoning(text: str | None) -> ParsedReasoning:
     conclusion = COT_HEADINGS[-1]
     if conclusion in joined:
         emotion = parse_answer("emotion", joined[conclusion])
+        first = re.split(r"(?<=[.!?])\s", joined[conclusion], maxsplit=1)[0]
+        if not emotion.ok and first != joined[conclusion]:  # the commitment first, then what weighs against it
+            emotion = parse_answer("emotion", first)
         emotion = ParsedAnswer(emotion.label, emotion.ok, raw, emotion.reason)
     else:
         emotion = ParsedAnswer(None, False, raw, f"no {conclusion} section")
