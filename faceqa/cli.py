@@ -138,29 +138,9 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
     Console().print(table)
 
 
-@app.command("app")
-def chat_app(
-    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port of the page.")] = 8501,
-) -> None:
-    """Open the chat page (Streamlit): drop in photos and ask about the people in them."""
-    import os
-    from importlib import resources
-    from importlib.util import find_spec
-
-    if find_spec("streamlit") is None:
-        _fail(missing_extra("streamlit"))
-    page = resources.files("faceqa.app") / "chat.py"
-    command = [sys.executable, "-m", "streamlit", "run", str(page), "--server.address", host, "--server.port",
-               str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-               "--client.toolbarMode", "minimal"]
-    print(f"faceqa chat page: http://{host}:{port}", flush=True)
-    os.execvp(command[0], command)
-
-
 def _mount() -> None:
     """Each component keeps its own commands in its folder's cli.py; they all hang off `faceqa` here."""
-    from faceqa.app.cli import serve
+    from faceqa.app.cli import chat_app, serve
     from faceqa.assistant.cli import ask
     from faceqa.eval.cli import app as eval_app
     from faceqa.finetune.cli import app as finetune_app
@@ -168,6 +148,7 @@ def _mount() -> None:
 
     app.command("ask")(ask)
     app.command("serve")(serve)
+    app.command("app")(chat_app)
     app.add_typer(eval_app, name="eval")
     app.add_typer(finetune_app)
     app.add_typer(vlm_app)

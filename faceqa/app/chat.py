@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from faceqa.app.draw import annotate
+from faceqa.app.gate import require_password
 from faceqa.app.remote import RemoteError, ask_remote
 from faceqa.assistant import Conversation
 from faceqa.images import BadImage, load_image
@@ -162,6 +163,7 @@ def answer(question: str, settings: dict) -> None:
 
 
 def main() -> None:
+    require_password()
     st.set_page_config(page_title="faceqa", page_icon="🙂", layout="wide")
     st.title("faceqa — ask about the people in a photo")
     settings = sidebar()

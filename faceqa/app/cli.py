@@ -1,16 +1,21 @@
-"""`faceqa serve`: the OpenAI-compatible API on 127.0.0.1 unless told otherwise.
+"""`faceqa serve` (the OpenAI-compatible API) and `faceqa app` (the chat page), on 127.0.0.1 unless told otherwise.
 
-Mount with `app.command()(serve)` in faceqa/cli.py.
+Off loopback both need a secret (an API key, a password): one rule, `config.require_protection`.
+Mounted with `app.command()(serve)` and `app.command("app")(chat_app)` in faceqa/cli.py.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
+from importlib import resources
+from importlib.util import find_spec
 from typing import Annotated
 
 import typer
 
-from .config import ServerConfig
+from .config import ServerConfig, require_protection
 
 _defaults = ServerConfig()
 
@@ -75,3 +80,57 @@ def serve(
     # Our middleware logs each request with its id; uvicorn's access log would only repeat it without one.
     uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, access_log=False,
                 timeout_graceful_shutdown=5)
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def chat_app(
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs --expose and "
+                                           "--password.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the page.")] = 8501,
+    expose: Annotated[bool, typer.Option("--expose", help="Allow listening off loopback (with --password).")] = (
+        False),
+    password: Annotated[str | None, typer.Option(
+        envvar="FACEQA_APP_PASSWORD", help="Password the page asks for before showing anything.")] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        "--allowed-host", help="Host name browsers use to reach the page (Host-header check against DNS "
+        "rebinding); repeat for several. Loopback names are always allowed.")] = None,
+) -> None:
+    """Open the chat page (Streamlit): drop in photos and ask about the people in them."""
+    from faceqa.app.gate import PASSWORD_ENV
+
+    try:
+        require_protection(host, (password,) if password is not None else (),
+                           "--expose and a password: pass --password or set FACEQA_APP_PASSWORD", opted_in=expose)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    if find_spec("streamlit") is None:
+        raise ModuleNotFoundError("No module named 'streamlit'", name="streamlit")  # main() names the extra
+    os.execvpe(sys.executable, streamlit_command(host, port, allowed_host or []),
+               {**os.environ, PASSWORD_ENV: password or ""})
+
+
+def streamlit_command(host: str, port: int, allowed_hosts: list[str]) -> list[str]:
+    """How `faceqa app` runs Streamlit: no usage statistics, no IP lookup, no banner, Host header checked.
+
+    The Host allow-list (`server.allowedHosts`, checked on the page's WebSocket) keeps a
+    DNS-rebinding page from driving the app through a victim's browser: loopback names,
+    the address listened on (unless it is a wildcard), and every --allowed-host. With a
+    wildcard address and no --allowed-host, any Host is let through and the password is
+    the only door.
+    """
+    names = [*LOOPBACK_NAMES, *allowed_hosts]
+    if host not in ("0.0.0.0", "::", "[::]"):
+        names.append(host.strip("[]"))
+    elif not allowed_hosts:
+        names = ["*"]
+    page = resources.files("faceqa.app") / "chat.py"
+    command = [sys.executable, "-m", "faceqa.app.launch", "run", str(page), "--server.address", host,
+               "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--logger.hideWelcomeMessage", "true", "--client.toolbarMode", "minimal"]
+    for name in dict.fromkeys(names):
+        command += ["--server.allowedHosts", name]
+    print(f"faceqa chat page: http://{host}:{port}", flush=True)
+    return command

@@ -52,12 +52,7 @@ class ServerConfig:
 
     def check(self) -> None:
         """Refuse configurations that would expose faces without a key, or make no sense."""
-        if not is_loopback(self.host) and not self.api_keys:
-            raise ValueError(
-                f"listening on {self.host} (not loopback) needs an API key: pass --api-key or set FACEQA_API_KEY"
-            )
-        if any(not key.strip() for key in self.api_keys):
-            raise ValueError("API keys must not be empty")
+        require_protection(self.host, self.api_keys, "an API key: pass --api-key or set FACEQA_API_KEY")
         if bool(self.vlm_base_url) != bool(self.vlm_model):
             raise ValueError("faceqa-vlm needs both --vlm-base-url and --vlm-model")
         if self.vlm_style not in STYLES:
@@ -70,6 +65,18 @@ class ServerConfig:
             raise ValueError("timeouts must be positive")
         if self.cache_size < 0:
             raise ValueError("cache_size must be 0 (off) or more")
+
+
+def require_protection(host: str, secrets: tuple[str, ...], needs: str, opted_in: bool = True) -> None:
+    """Refuse to listen off loopback unless opted in and guarded by a secret (an API key, a password).
+
+    The one rule `faceqa serve` and `faceqa app` share: faces are biometric data, and a
+    listener reachable from other machines without a secret would hand them to anyone.
+    """
+    if any(not secret.strip() for secret in secrets):
+        raise ValueError("keys and passwords must not be empty")
+    if not is_loopback(host) and not (opted_in and secrets):
+        raise ValueError(f"listening on {host} (not loopback) needs {needs}")
 
 
 def is_loopback(host: str) -> bool:
