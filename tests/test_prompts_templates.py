@@ -29,6 +29,7 @@ FIELDS = {
     "youngest": {"id": 1, "referent": "the person on the left", "age_group": "3-9"},
     "who_emotion": {"emotion": "Anger", "ids": [1, 3]},
     "same_person": {"referent": "person 1", "other": "person 3", "same": True},
+    "marks": {"id": 2, "referent": "the woman in the middle"},
     "describe": {"people": [
         {"id": 1, "referent": "the person on the left", "gender": "Male", "age_group": "20-29", "emotion": "Neutral"},
         {"id": 2, "referent": "the person on the right", "gender": "Female", "age_group": "40-49",
@@ -54,6 +55,7 @@ GOOD_BAD = {
     "youngest": ({"id": 1, "age_group": "3-9"}, {"id": 0, "age_group": "3-9"}),
     "who_emotion": ({"ids": [1, 2]}, {"ids": ["Person 1"]}),
     "same_person": ({"same": False}, {"same": "no"}),
+    "marks": ({"id": 3}, {"id": 0}),
     "describe": ({"people": [{"id": 1, "gender": "Female", "age_group": "50-59", "emotion": "Sadness"}]},
                  {"people": [{"id": 1, "gender": "Female", "age_group": "50-59", "emotion": "Melancholy"}]}),
 }

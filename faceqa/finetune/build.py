@@ -23,16 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from faceqa.datasets.readers import FORMATS, FaceRecord, LabelAudit, read_dataset
+from faceqa.vlm.marks import draw_marks
 
-from .collage import collage
+from .collage import collage, tile_boxes
 from .dedup import NearDuplicateIndex
 from .lengths import target_chars
 from .parallel import ordered_map
 from .store import SETTINGS, SUMMARY, Manifest, Pending, dataset_card, write_atomic
-from .tasks import ATTRIBUTES, Sample, composite_samples, seed_of
+from .tasks import ATTRIBUTES, Sample, composite_samples, marks_samples, seed_of
 from .worker import Face, FaceJobConfig, Failure, encode_jpeg, init_worker, run_chunk
 
 log = logging.getLogger(__name__)
@@ -211,7 +213,7 @@ class _ShardBuilder:
             self.pending.faces[f"{result.split}|{attribute}|{label}"] += 1
         for n, sample in enumerate(result.samples):
             self._row(result.split, f"{result.key}#{sample.task}#{n}", result.jpeg, sample, [result])
-        if "composite" in self.config.job.tasks and self.config.composite_every > 0:
+        if {"composite", "marks"} & set(self.config.job.tasks) and self.config.composite_every > 0:
             self._pool(result)
 
     def _drop(self, reason: str, counter: str) -> None:
@@ -245,10 +247,17 @@ class _ShardBuilder:
         rng = random.Random(seed_of(str(c.job.seed), name))
         count = rng.randint(c.composite_people[0], min(c.composite_people[1], len(pool)))
         people = rng.sample(list(pool), count)
-        image = encode_jpeg(collage([p.jpeg for p in people], c.job.crop.size), c.job.jpeg_quality)
-        samples = composite_samples(name, [p.labels for p in people], c.job.seed, c.composite_questions)
-        for n, sample in enumerate(samples):
-            self._row(face.split, f"{name}#{sample.task}#{n}", image, sample, people)
+        pixels = collage([p.jpeg for p in people], c.job.crop.size)
+        if "composite" in c.job.tasks:
+            image = encode_jpeg(pixels, c.job.jpeg_quality)
+            samples = composite_samples(name, [p.labels for p in people], c.job.seed, c.composite_questions)
+            for n, sample in enumerate(samples):
+                self._row(face.split, f"{name}#{sample.task}#{n}", image, sample, people)
+        if "marks" in c.job.tasks:  # the same collage with the boxes the assistant draws for a VLM
+            boxes = list(enumerate(tile_boxes(count, c.job.crop.size), 1))
+            marked = encode_jpeg(np.asarray(draw_marks(pixels, boxes)), c.job.jpeg_quality)
+            for sample in marks_samples(name, [p.labels for p in people], c.job.seed):
+                self._row(face.split, f"{name}#{sample.task}#0", marked, sample, people)
 
     def commit(self) -> None:
         if len(self.pending) == 0:

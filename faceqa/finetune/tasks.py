@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from faceqa.prompts import templates
 
 ATTRIBUTES = ("race", "gender", "age_group", "emotion")
-TASKS = ("attribute", "attributes", "reasoning", "composite")
+TASKS = ("attribute", "attributes", "reasoning", "composite", "marks")
 _AU_COLUMN = re.compile(r"^(AU)0*(\d+)(?:_([rc]))?$", re.IGNORECASE)
 
 
@@ -133,6 +133,24 @@ def composite_samples(key: str, people: list[Mapping[str, str]], seed: int, coun
     rng.shuffle(candidates)
     position_first = sorted(candidates, key=lambda s: not s.task.startswith("person_"))
     return position_first[:count]
+
+
+def marks_samples(key: str, people: list[Mapping[str, str]], seed: int) -> list[Sample]:
+    """Set-of-marks: on the collage with numbered boxes drawn (`faceqa.vlm.marks`), which number is the referent.
+
+    The referent is a position, or an emotion when exactly one person shows it; the
+    answer is the box number, the engine's numbering (left to right from 1).
+    """
+    rng = random.Random(seed_of(str(seed), key, "marks"))
+    index = rng.randrange(len(people))
+    person = people[index]
+    gender = person.get("gender")
+    if "emotion" in person and _unique(people, "emotion", person["emotion"]) == index and rng.random() < 0.3:
+        fields = {"emotion": person["emotion"], **({"gender": gender} if gender else {})}
+        referent = templates.referent("emotion", rng.randrange(2**31), **fields)
+    else:
+        referent = position_referent(index, len(people), rng, gender)
+    return [_both("marks", rng.randrange(2**31), {"referent": referent}, {"id": index + 1})]
 
 
 def _by_position(people, rng) -> Sample | None:

@@ -276,3 +276,13 @@ def mcq_prompt(question: str, options: Sequence[object], instruction: str | None
                       for letter, option in zip(MCQ_LETTERS, options, strict=False))
     return mcq["layout"].format(context=f"{context.strip()}\n" if context.strip() else "", question=question.strip(),
                                 instruction=(instruction or mcq["instruction"]).strip(), options=lines)
+
+
+def marks_prompt(question: str, faces: Sequence[tuple[int, str]]) -> str:
+    """A question about a photo with numbered boxes drawn on it, the engine's per-face summaries as context."""
+    marks = _templates()["marks"]
+    ids = [i for i, _ in faces]
+    listed = ", ".join(map(str, ids[:-1])) + f" and {ids[-1]}" if len(ids) > 1 else str(ids[0]) if ids else "none"
+    context = marks["context"].format(ids=listed, faces="\n".join(marks["face"].format(id=i, summary=s)
+                                                                  for i, s in faces) or "- none")
+    return marks["open"].format(context=context, question=question.strip())
