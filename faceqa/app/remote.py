@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
 
 
 class RemoteError(RuntimeError):
@@ -19,15 +23,20 @@ def data_url(rgb: np.ndarray) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def _turn(role: str, content: str) -> ChatCompletionMessageParam:
+    if role == "user":
+        return {"role": "user", "content": content}
+    return {"role": "assistant", "content": content}
+
+
 def ask_remote(settings: dict, photos: list[np.ndarray], messages: list[dict], timeout: float = 60.0) -> str:
     """Send the chat so far, with the photos attached to the latest question, and return the reply text."""
     import openai
 
-    history = [{"role": m["role"], "content": m["content"]} for m in messages[:-1] if not m.get("error")]
+    history = [_turn(m["role"], m["content"]) for m in messages[:-1] if not m.get("error")]
     last = messages[-1]["content"]
-    parts = [{"type": "text", "text": last}] + [
-        {"type": "image_url", "image_url": {"url": data_url(rgb)}} for rgb in photos
-    ]
+    parts: list[ChatCompletionContentPartParam] = [{"type": "text", "text": last}]
+    parts += [{"type": "image_url", "image_url": {"url": data_url(rgb)}} for rgb in photos]
     client = openai.OpenAI(base_url=settings["base_url"], api_key=settings.get("api_key") or "none",
                            timeout=timeout, max_retries=1)
     try:
