@@ -1,8 +1,12 @@
-"""The chat page in a real browser: Debian's Chromium, driven by Selenium, against `faceqa app` on loopback."""
+"""The chat page in a real browser: Debian's Chromium, driven by Selenium, against `faceqa app` on loopback.
+
+Every wait is on a page condition (text, the script's run state that Streamlit puts on its root
+element, an image loaded, a file downloaded), never on time.
+"""
 
 from __future__ import annotations
 
-import os
+import json
 import shutil
 import socket
 import subprocess
@@ -19,6 +23,24 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
                   "--window-size=1500,1100"]
+MESSAGES = '[data-testid="stChatMessage"]'
+HIGHLIGHT = (255, 190, 0)  # faceqa.app.draw.HIGHLIGHT
+PLAIN = (64, 160, 255)
+TRACEBACK_SIGNS = ("Traceback", 'File "', ".py", "/work/", "site-packages", "Error:")
+
+IN_VIEW = """
+const r = arguments[0].getBoundingClientRect();
+return r.height > 0 && r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight && r.right <= innerWidth;
+"""
+# The colour the page shows at image pixel (x, y), read back from the <img> the browser painted.
+PIXEL = """
+const [img, x, y] = arguments;
+const canvas = document.createElement('canvas');
+canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+const context = canvas.getContext('2d');
+context.drawImage(img, 0, 0);
+return Array.from(context.getImageData(x, y, 1, 1).data.slice(0, 3));
+"""
 
 
 def _free_port() -> int:
@@ -49,7 +71,12 @@ def page_url():
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def downloads(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory, downloads):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -59,30 +86,171 @@ def browser(tmp_path_factory):
     options.binary_location = chromium
     for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"]:
         options.add_argument(flag)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
     session = webdriver.Chrome(service=Service(driver), options=options)
     yield session
     session.quit()
 
 
-def test_upload_ask_and_see_the_highlighted_answer(page_url, browser, examples, group_report):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support import expected_conditions as ready
-    from selenium.webdriver.support.ui import WebDriverWait
+class Page:
+    """One browser session of the chat page, with waits on what the page shows."""
 
-    wait = WebDriverWait(browser, 120)
-    browser.get(page_url)
-    upload = wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, "input[type=file]")))
-    upload.send_keys(str(examples / "group.jpg"))
-    wait.until(lambda b: "4 faces" in b.find_element(By.TAG_NAME, "body").text)
-    box = wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, "textarea")))
-    box.send_keys("How old is the person on the left?", Keys.ENTER)
-    expected = group_report.faces[0].age.group
-    wait.until(lambda b: f"Person 1 (far left) appears {expected}" in b.find_element(By.TAG_NAME, "body").text)
-    photos = browser.find_elements(By.CSS_SELECTOR, "img")
-    assert any(p.size["width"] > 300 for p in photos), "the annotated photo is not on the page"
-    assert "Photo 1: group.jpg" in browser.find_element(By.TAG_NAME, "body").text
+    def __init__(self, browser, url: str):
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        self.browser = browser
+        self.wait = WebDriverWait(browser, 120)
+        browser.get(url)
+        self.idle()
+
+    def find(self, css: str):
+        from selenium.webdriver.common.by import By
+
+        return self.browser.find_elements(By.CSS_SELECTOR, css)
+
+    def text(self) -> str:
+        from selenium.webdriver.common.by import By
+
+        return self.browser.find_element(By.TAG_NAME, "body").text
+
+    def idle(self) -> None:
+        """The script has finished its run (Streamlit marks its root element) and the page is connected."""
+        self.wait.until(lambda b: self.find('[data-testid="stApp"][data-test-script-state="notRunning"]'))
+
+    def last_answer(self) -> str:
+        """The text of the latest message (its first paragraph block: the reply, without avatar or details)."""
+        messages = self.find(MESSAGES)
+        blocks = messages[-1].find_elements("css selector", '[data-testid="stMarkdownContainer"]') if messages else []
+        return blocks[0].text if blocks else ""
+
+    def until_answer(self, before: int, expected: str) -> str:
+        self.wait.until(lambda b: len(self.find(MESSAGES)) >= before + 2 and expected in self.last_answer())
+        self.idle()
+        return self.last_answer()
+
+    def ask(self, question: str, expected: str) -> str:
+        from selenium.webdriver.common.keys import Keys
+
+        before = len(self.find(MESSAGES))
+        box = self.wait.until(lambda b: self.find("textarea"))[0]
+        box.send_keys(question, Keys.ENTER)
+        return self.until_answer(before, expected)
+
+    def click(self, label: str) -> None:
+        from selenium.webdriver.common.by import By
+
+        self.wait.until(lambda b: b.find_elements(By.XPATH, f"//button[normalize-space()={label!r}]"))[0].click()
+
+    def photo(self, highlighted: str):
+        """The annotated photo once the page shows it with `highlighted` in its caption and it has loaded."""
+        from selenium.webdriver.common.by import By
+
+        def loaded(browser):
+            for figure in self.find('.st-key-photo_panel [data-testid="stImage"]'):
+                if highlighted in figure.text:
+                    img = figure.find_element(By.TAG_NAME, "img")
+                    if browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img):
+                        return img
+            return False
+
+        return self.wait.until(loaded)
+
+    def upload(self, *paths: Path) -> None:
+        self.wait.until(lambda b: self.find("input[type=file]"))[0].send_keys("\n".join(map(str, paths)))
+
+
+def _close(colour, expected, tolerance: int = 40) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(colour, expected, strict=True))
+
+
+def _top_edge(face) -> tuple[int, int]:
+    x, y, w, _ = face.box
+    return x + w // 2, y + 1
+
+
+def test_the_highlighted_photo_stays_in_view_through_a_conversation(page_url, browser, group_report, downloads):
+    page = Page(browser, page_url)
+    before = len(page.find(MESSAGES))
+    page.click("Who is the oldest? (group photo)")  # an example question on the empty conversation
+    oldest = max(group_report.faces, key=lambda f: f.age.years)
+    assert "looks the oldest" in page.until_answer(before, f"Person {oldest.id}")
+
+    page.ask("How old is the person on the left?", f"Person 1 (far left) appears {group_report.faces[0].age.group}")
+    page.ask("and the person next to him?", "Person 2")
+    page.ask("Explain her expression step by step", "Person 2")
+    page.ask("Who is smiling?", "look happy")
+    before = len(page.find(MESSAGES))
+    page.click("Person 3")  # the face's own button
+    assert page.until_answer(before, "Person 3").startswith("Person 3")
+    assert page.find(MESSAGES)[-2].text.endswith("Tell me about person 3")
+    reply = page.ask("Explain his expression step by step", "Person 3")
+    assert "Key observations" not in reply  # the detail is in the expander, not the reply
+
+    photo = page.photo(highlighted="highlighted: person 3")
+    assert browser.execute_script(IN_VIEW, photo), "the photo scrolled out of view"
+    assert browser.execute_script(IN_VIEW, page.find(MESSAGES)[-1]), "the latest answer is not in view"
+    third, first = group_report.faces[2], group_report.faces[0]
+    assert _close(browser.execute_script(PIXEL, photo, *_top_edge(third)), HIGHLIGHT)
+    assert _close(browser.execute_script(PIXEL, photo, *_top_edge(first)), PLAIN)
     ARTIFACTS.mkdir(exist_ok=True)
-    time.sleep(1)  # let the highlighted photo finish painting
-    assert browser.save_screenshot(str(ARTIFACTS / "chat_page.png"))
-    assert os.path.getsize(ARTIFACTS / "chat_page.png") > 20_000
+    assert browser.save_screenshot(str(ARTIFACTS / "chat_page.png"))  # the README's screenshot (docs/chat_page.png)
+
+    page.find(MESSAGES)[-1].find_element("css selector", "details summary").click()
+    page.wait.until(lambda b: "Key observations" in page.find(MESSAGES)[-1].text)  # the detail, once opened
+    assert page.find(MESSAGES)[-1].find_elements("css selector", '[data-testid="stDataFrame"]')
+    assert page.find(MESSAGES)[-1].find_elements("css selector", '[data-testid="stVegaLiteChart"]')
+    assert browser.execute_script(IN_VIEW, page.photo(highlighted="highlighted: person 3"))
+
+    page.click("Download the face reports (JSON)")
+    saved = downloads / "group.faces.json"
+    page.wait.until(lambda b: saved.exists() and saved.stat().st_size > 0)
+    report = json.loads(saved.read_text())
+    assert [face["box"] for face in report["faces"]] == [list(face.box) for face in group_report.faces]
+
+    assert not any(sign in page.text() for sign in TRACEBACK_SIGNS)
+    assert browser.save_screenshot(str(ARTIFACTS / "chat_page_details.png"))
+
+
+def test_a_broken_upload_gets_a_friendly_message_and_no_traceback(page_url, browser, examples, tmp_path):
+    page = Page(browser, page_url)
+    truncated = tmp_path / "holiday.jpg"
+    truncated.write_bytes((examples / "group.jpg").read_bytes()[:2000])
+    text_file = tmp_path / "notes.png"
+    text_file.write_bytes(b"not a picture at all\n" * 50)
+    page.upload(truncated, text_file)
+    page.wait.until(lambda b: page.find('[data-testid="stException"]') or (
+        "can't use holiday.jpg" in page.text() and "can't use notes.png" in page.text()))
+    page.idle()
+    assert not page.find('[data-testid="stException"]')
+    assert len(page.find(MESSAGES)) == 2  # one note per file (the welcome gives way to them)
+    assert not any(sign in page.text() for sign in TRACEBACK_SIGNS), page.text()
+    assert "Add a photo first" in page.ask("How many people are there?", "Add a photo first")
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "chat_page_broken_upload.png"))
+
+
+def test_phone_width_puts_the_photo_first_and_keeps_it_in_view(page_url, browser, examples, group_report):
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
+    try:
+        page = Page(browser, page_url)
+        page.upload(examples / "group.jpg")
+        page.wait.until(lambda b: "4 faces" in page.text())
+        page.idle()
+        before = len(page.find(MESSAGES))
+        page.click("Who is the oldest?")  # an example question offered for this photo
+        assert "looks the oldest" in page.until_answer(before, "looks the oldest")
+        page.ask("How old is the person on the left?", "Person 1")
+        page.ask("Explain his expression step by step", "Person 1")
+        photo = page.photo(highlighted="highlighted: person 1")
+        assert browser.execute_script(IN_VIEW, photo), "the photo scrolled out of view"
+        assert browser.execute_script(IN_VIEW, page.find(MESSAGES)[-1]), "the latest answer is not in view"
+        top_of = "return arguments[0].getBoundingClientRect().top"
+        assert browser.execute_script(top_of, photo) < browser.execute_script(top_of, page.find(MESSAGES)[-1])
+        assert browser.execute_script("return document.documentElement.scrollWidth <= innerWidth")
+        assert _close(browser.execute_script(PIXEL, photo, *_top_edge(group_report.faces[0])), HIGHLIGHT)
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert browser.save_screenshot(str(ARTIFACTS / "chat_page_phone.png"))
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

@@ -75,7 +75,7 @@ def test_reasoning_reads_plainly_with_the_detail_once_in_one_expander(page, exam
     said = "\n".join(m.value for m in detail.markdown)
     assert said.count("Key observations") == 1 and "Conclusion" in said
     aus, = detail.dataframe
-    assert list(aus.value.columns) == ["AU", "movement", "Person 3"]
+    assert list(aus.value.columns) == ["AU", "Person 3", "movement"]
     assert aus.value.set_index("AU").loc["AU15", "Person 3"] > 0.5  # the cue the reasoning cites as strong
     assert "Apparent emotion distribution" in [c.value for c in detail.caption]
     assert [c for c in detail.children.values() if c.type == "vega_lite_chart"]

@@ -311,7 +311,9 @@ def guarded(step: Callable[[Chat], None], state: Chat, doing: str) -> None:
 def main() -> None:
     require_password()
     st.set_page_config(page_title="faceqa", page_icon="🙂", layout="wide")
-    st.markdown(f"<style>{STYLE.read_text()}</style>", unsafe_allow_html=True)
+    background = "#0e1117" if st.context.theme.type == "dark" else "#ffffff"  # Streamlit's two theme backgrounds
+    st.markdown(f"<style>:root {{--faceqa-background: {background};}}\n{STYLE.read_text()}</style>",
+                unsafe_allow_html=True)  # st.html drops a style-only body here (Streamlit 1.67)
     question = st.chat_input("Ask about the people in the photo…", key="question")
     state = chat()
     settings = {"backend": EMBEDDED}

@@ -42,14 +42,14 @@ def face_table(faces: Sequence[FaceReport]) -> pd.DataFrame:
 
 
 def au_table(faces: dict[str, FaceReport]) -> pd.DataFrame:
-    """Action-unit intensities (rows) of each named face (columns, 0..1), with the AU's plain meaning."""
+    """Action-unit intensities (rows) of each named face (columns, 0..1), then what the AU looks like."""
     names = emfacs()["aus"]
     measured = sorted({au for face in faces.values() for au in face.action_units}, key=lambda au: int(au[2:]))
     rows = []
     for au in measured:
         name, plain = names.get(au, ("action unit", au))
-        rows.append({"AU": au, "movement": f"{name}: {plain}",
-                     **{who: face.action_units.get(au) for who, face in faces.items()}})
+        rows.append({"AU": au, **{who: face.action_units.get(au) for who, face in faces.items()},
+                     "movement": f"{name}: {plain}"})
     return pd.DataFrame(rows)
 
 
