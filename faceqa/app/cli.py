@@ -129,7 +129,8 @@ def streamlit_command(host: str, port: int, allowed_hosts: list[str]) -> list[st
     page = resources.files("faceqa.app") / "chat.py"
     command = [sys.executable, "-m", "faceqa.app.launch", "run", str(page), "--server.address", host,
                "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-               "--logger.hideWelcomeMessage", "true", "--client.toolbarMode", "minimal"]
+               "--logger.hideWelcomeMessage", "true", "--client.toolbarMode", "minimal",
+               "--client.showErrorDetails", "none"]  # the page's error boundary aside, never a traceback
     for name in dict.fromkeys(names):
         command += ["--server.allowedHosts", name]
     print(f"faceqa chat page: http://{host}:{port}", flush=True)
