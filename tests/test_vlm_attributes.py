@@ -80,18 +80,36 @@ def test_scores_are_the_models_probability_of_the_label(backend, group_rgb, grou
     assert filled.faces[0].emotion.score == pytest.approx(np.exp(direct.logprob))
 
 
-def test_unreadable_answers_leave_the_field_empty_and_are_reported(backend, group_rgb, group_report):
+def test_unreadable_answers_leave_the_field_empty_and_are_reported(backend, group_rgb, group_report, monkeypatch):
     """Unconstrained, the random model writes gibberish: nothing is guessed, every miss is listed."""
+    from faceqa.prompts.parser import parse_answer
+
+    texts: list[str] = []  # the model's raw answers, in the order they were asked
+    complete_batch = backend.complete_batch
+
+    def recorded(requests, params=None):
+        results = complete_batch(requests, params)
+        texts.extend(result.text for result in results)
+        return results
+
+    monkeypatch.setattr(backend, "complete_batch", recorded)
     engine = VLMAttributes(backend, VLMAttributesConfig(structured=False, attributes=("race", "gender")))
     filled, failures = engine.annotate(group_rgb, group_report)
-    read = {(f.id, a) for f in filled.faces for a in ("race", "gender") if getattr(f, a) is not None}
-    missed = {(f.face, f.attribute) for f in failures}
-    assert read | missed == {(f.id, a) for f in group_report.faces for a in ("race", "gender")}
-    assert not read & missed
-    for failure in failures:
-        assert failure.reason and failure.answer is not None
-        face = filled.faces[failure.face - 1]
-        assert getattr(face, failure.attribute) is None and failure.attribute not in face.sources
+    # One batch per attribute, faces in order: the raw answer to (face, attribute).
+    raw = {(face.id, attribute): texts[a * len(group_report.faces) + i]
+           for a, attribute in enumerate(("race", "gender")) for i, face in enumerate(group_report.faces)}
+    reported = {(f.face, f.attribute): f for f in failures}
+    assert len(reported) == len(failures)
+    assert any(not parse_answer(attribute, text).ok for (_, attribute), text in raw.items())  # the premise
+    for (face_id, attribute), text in raw.items():
+        expected = parse_answer(attribute, text)
+        face = filled.faces[face_id - 1]
+        if expected.ok:  # a readable answer is read as exactly what it says
+            assert getattr(face, attribute).label == expected.label and (face_id, attribute) not in reported
+        else:  # an unreadable one is empty, and reported with the parser's reason and the raw text
+            assert getattr(face, attribute) is None and attribute not in face.sources
+            failure = reported[(face_id, attribute)]
+            assert failure.reason == expected.reason and failure.answer == text
 
 
 def test_backend_errors_become_failures(group_rgb, group_report):

@@ -33,9 +33,12 @@ class StandIn(ThreadingHTTPServer):
         self.requests: list[dict] = []
         self.failures: list[tuple[int, dict]] = []  # (status, body) served before answering normally
         self.delay = 0.0
+        # A request is in flight from its arrival until just before its response is written: once the
+        # client has read a response, that request no longer counts, so the peak is the client's own.
         self.in_flight = 0
         self.max_in_flight = 0
-        self.lock = threading.Lock()
+        self.hold_until = 0  # hold the first requests until this many are in flight at once (0: never)
+        self.lock = threading.Condition()
 
     def handle_error(self, request, client_address) -> None:
         """The timeout test hangs up on purpose; a write to its closed socket is expected."""
@@ -72,35 +75,37 @@ class Handler(BaseHTTPRequestHandler):
             failure = server.failures.pop(0) if server.failures else None
             server.in_flight += 1
             server.max_in_flight = max(server.max_in_flight, server.in_flight)
-        try:
-            time.sleep(server.delay)
-            if failure:
-                self._send(failure[0], failure[1], {"retry-after-ms": "10"})
-                return
-            text = request["messages"][-1]["content"][-1]["text"]
-            if text == "fail me":
-                self._send(400, {"error": {"message": "this request is bad", "type": "BadRequestError"}})
-                return
-            self._send(
-                200,
+            server.lock.notify_all()
+            # A deadlock guard only: a client that never has `hold_until` requests out is caught by the
+            # test's assertion on max_in_flight, not by this wait.
+            server.lock.wait_for(lambda: server.max_in_flight >= server.hold_until, timeout=60)
+        time.sleep(server.delay)
+        status, body, headers = self._reply(request, failure)
+        with server.lock:
+            server.in_flight -= 1
+        self._send(status, body, headers)
+
+    @staticmethod
+    def _reply(request: dict, failure: tuple[int, dict] | None) -> tuple[int, dict, dict | None]:
+        if failure:
+            return failure[0], failure[1], {"retry-after-ms": "10"}
+        text = request["messages"][-1]["content"][-1]["text"]
+        if text == "fail me":
+            return 400, {"error": {"message": "this request is bad", "type": "BadRequestError"}}, None
+        return 200, {
+            "id": "c1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": request["model"],
+            "choices": [
                 {
-                    "id": "c1",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": request["model"],
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": f"echo: {text}"},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
-                },
-            )
-        finally:
-            with server.lock:
-                server.in_flight -= 1
+                    "index": 0,
+                    "message": {"role": "assistant", "content": f"echo: {text}"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
+        }, None
 
 
 @pytest.fixture
@@ -194,12 +199,12 @@ def test_unreachable_server():
 
 
 def test_batch_respects_the_concurrency_limit_and_keeps_order(stand_in):
-    stand_in.delay = 0.05
+    stand_in.hold_until = 3  # the first requests wait until three are out at once: no timing luck needed
     backend = OpenAIBackend(stand_in.url, model="m", concurrency=3)
     requests = [VLMRequest([image(i)], f"q{i}") for i in range(10)]
     answers = backend.generate_batch(requests)
     assert answers == [f"echo: q{i}" for i in range(10)]
-    assert 2 <= stand_in.max_in_flight <= 3
+    assert stand_in.max_in_flight == 3
 
 
 def test_a_bad_item_does_not_sink_the_batch(stand_in):
