@@ -11,7 +11,7 @@ confidence, not a fact about the person.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -96,17 +96,109 @@ class ImageError(_Record):
     error: str
 
 
+class FaceFacts(_Record):
+    """The values an answer cites for one face (only the attributes the question was about)."""
+
+    image: int = Field(ge=1, description="Photo number, 1-based, in the order given.")
+    id: int = Field(ge=1, description="The face's id in that photo (engine numbering).")
+    box: tuple[int, int, int, int]
+    age: AgeEstimate | None = None
+    gender: LabelScore | None = None
+    emotion: LabelScore | None = None
+    race: LabelScore | None = None
+    action_units: dict[str, float] | None = None
+
+
+class FacesResult(_Record):
+    """Attributes of the faces meant (attribute, describe, find, reasoning answers)."""
+
+    kind: Literal["faces"] = "faces"
+    faces: list[FaceFacts]
+
+
+class CountResult(_Record):
+    kind: Literal["count"] = "count"
+    count: int = Field(ge=0, description="Faces that fit the question's condition (all faces when there is none).")
+    total: int = Field(ge=0, description="Faces in the photos counted.")
+    condition: str = Field("", description="What was counted, e.g. 'appear female'; empty: everyone.")
+    faces: list[FaceFacts] = Field(default_factory=list)
+
+
+class Ranked(FaceFacts):
+    score: float | None = Field(None, description="What the ranking is by: apparent years, or an emotion's score.")
+
+
+class RankingResult(_Record):
+    """Oldest / youngest / most of an emotion / the same age: the faces compared, best first."""
+
+    kind: Literal["ranking"] = "ranking"
+    comparison: Literal["oldest", "youngest", "most_emotion", "least_emotion", "same_age", "emotion"]
+    emotion: str | None = None
+    ranking: list[Ranked]
+
+
+class IdentityPair(_Record):
+    a: tuple[int, int] = Field(description="(photo, face id)")
+    b: tuple[int, int]
+    cosine: float
+    threshold: float
+    same: bool
+
+
+class IdentityResult(_Record):
+    kind: Literal["identity"] = "identity"
+    pairs: list[IdentityPair]
+
+
+class CandidatesResult(_Record):
+    """The question could not be answered as asked (ambiguous, not found): the faces it could mean."""
+
+    kind: Literal["candidates"] = "candidates"
+    candidates: list[FaceFacts]
+
+
+class DeclinedResult(_Record):
+    """No face values on purpose: declined by the policy, not visible to the engine, not English, unreadable."""
+
+    kind: Literal["declined"] = "declined"
+    reason: Literal["policy", "not_visible", "other_language", "unreadable", "no_faces"]
+    topic: str = Field("", description="The policy category or what cannot be seen, e.g. 'criminality', 'clothing'.")
+
+
+class CompoundResult(_Record):
+    kind: Literal["compound"] = "compound"
+    parts: list[Answer] = Field(description="One answer per part of the question, in order.")
+
+
+AnswerResult = Annotated[
+    FacesResult | CountResult | RankingResult | IdentityResult | CandidatesResult | DeclinedResult | CompoundResult,
+    Field(discriminator="kind"),
+]
+
+
 class Answer(_Record):
     """What the assistant says about a question, with everything it rests on.
 
-    `faces` are the ids (engine numbering) the answer is about, so a UI can highlight
-    them; `attributes` holds the structured values the text was composed from.
+    `answer` is the text to show: a plain first sentence, then any detail a reader needs.
+    `reasoning` is the step-by-step detail behind it (the AU observations, interpretation and
+    conclusion of an expression question), kept apart so a page can fold it away: it is
+    never repeated inside `answer`. `faces` are the ids (engine numbering) the answer is
+    about, so a UI can highlight them; `result` holds the typed values the text was composed
+    from, one shape per kind of answer.
     """
 
     answer: str
     task: str = Field(description="Routed intent, e.g. 'attribute', 'count', 'compare', 'reasoning', 'describe'.")
     faces: list[int] = Field(default_factory=list)
     boxes: list[tuple[int, int, int, int]] = Field(default_factory=list)
-    attributes: dict = Field(default_factory=dict)
+    result: AnswerResult | None = None
     reasoning: str | None = None
     status: Literal["ok", "ambiguous", "not_found", "unsupported", "no_faces"] = "ok"
+
+    @property
+    def text(self) -> str:
+        """Everything to print in one block: the answer, then the reasoning below it."""
+        return f"{self.answer}\n\n{self.reasoning}" if self.reasoning else self.answer
+
+
+CompoundResult.model_rebuild()

@@ -76,6 +76,18 @@ def test_openai_client(client, question, faces, words):
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
+def test_compound_questions_get_every_part_answered(client):
+    question = "how many people are there, and what is the gender of the person on the far left?"
+    completion = client.chat.completions.create(model="faceqa-local", messages=[user(question, group_url())])
+    text = completion.choices[0].message.content
+    answer = structured(completion)
+    assert answer.task == "compound" and [p.task for p in answer.result.parts] == ["count", "attribute"]
+    count, gender = answer.result.parts
+    assert "4 people" in text and count.result.count == 4
+    assert gender.faces == [1] and "Person 1 (far left) appears male" in text
+    assert text.index("4 people") < text.index("appears male")
+
+
 def test_openai_streaming_reasoning(client):
     whole = client.chat.completions.create(model="faceqa-local", messages=[user(CHAIN, group_url())])
     stream = client.chat.completions.create(model="faceqa-local", messages=[user(CHAIN, group_url())], stream=True,

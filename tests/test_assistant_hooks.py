@@ -60,7 +60,7 @@ class ListResolver:
         self.ids = ids
         self.calls = []
 
-    def resolve(self, description, question, rgb, report):
+    def find_faces(self, description, question, rgb, report):
         self.calls.append((description, question, rgb.shape))
         return self.ids
 
@@ -99,7 +99,7 @@ def test_attribute_engine_fills_race(engine):
     assert plain.status == "unsupported" and "VLM" in plain.answer
     filled = Assistant(engine, attributes=RaceFiller()).answer(EXAMPLES / "astronaut.png", "What is her race?")
     assert filled.status == "ok" and "appears East Asian (confidence 70%)" in filled.answer
-    assert filled.attributes["faces"][0]["race"]["label"] == "East Asian"
+    assert filled.result.faces[0].race.label == "East Asian"
 
 
 def test_reference_the_model_disagrees_with_gets_a_caveat(engine, hopper):

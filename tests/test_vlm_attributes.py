@@ -170,7 +170,7 @@ def test_the_assistant_answers_race_with_the_vlm_engine(engine, backend, example
     assistant = Assistant(engine, attributes=VLMAttributes(backend))
     answer = assistant.answer(examples / "astronaut.png", "What is her race?")
     assert answer.status == "ok"
-    race = answer.attributes["faces"][0]["race"]["label"]
+    race = answer.result.faces[0].race.label
     assert race in RACES and display("race", race) in answer.answer
 
 

@@ -111,9 +111,7 @@ def content(answer: Answer, fmt: Format) -> str:
 
 
 def answer_text(answer: Answer) -> str:
-    if answer.reasoning and answer.reasoning not in answer.answer:
-        return f"{answer.reasoning}\n\n{answer.answer}"
-    return answer.answer
+    return answer.text
 
 
 def fit(record: dict, schema: dict) -> dict:

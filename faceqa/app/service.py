@@ -220,35 +220,37 @@ class Service:
             seen += len(turn.images)
             if not seen or (not turn.question and number < len(turns)):
                 continue  # nothing to replay before the first photo, or for a photo sent without a question
-            if number == len(turns):
-                context = conversation if seen == given else None  # new photos will reset the focus
-                reports = self._with_identities(worker, turn.question, reports[:seen], images, context)
             # New photos start a new subject in the conversation; a follow-up passes none, keeping its focus.
             new = reports[:seen] if seen > given else None
             given = seen
+            plan = None
+            if number == len(turns):  # routed once: the plan says whether identities are needed
+                if new is not None:
+                    conversation.set_images(new)
+                plan = worker.assistant.plan(turn.question, reports[:seen], conversation)
+                reports = self._with_identities(worker, plan, reports[:seen], images)
+                new = reports[:seen] if new is not None else None
             if new is None:
                 conversation.reports = reports[:seen]
-            answer = worker.assistant.answer(new, turn.question, conversation)
+            answer = worker.assistant.answer(new, turn.question, conversation, plan=plan)
         return answer
 
-    def _with_identities(self, worker: Worker, question: str, reports: list[ImageReport], images: list[Image],
-                         conversation) -> list[ImageReport]:
+    def _with_identities(self, worker: Worker, plan, reports: list[ImageReport], images: list[Image]
+                         ) -> list[ImageReport]:
         """Reports with identity embeddings for the faces a same-person question compares.
 
         Embeddings cost more than the rest of the analysis, so they are computed only when the
-        question needs them; the conversation (which may outlive a request elsewhere) never keeps
+        plan needs them; the conversation (which may outlive a request elsewhere) never keeps
         them, and this request still has its photos, so they are recomputed here.
         """
-        from faceqa.assistant import route
-
-        plan = route(question, reports, conversation)
-        if plan.comparison != "same_person" or plan.status != "ok":
+        if not plan.needs_identities:
             return reports
         reports = list(reports)
-        for number in sorted({ref.image for ref in plan.targets}):
+        wanted = plan.identity_faces
+        for number in sorted({ref.image for ref in wanted}):
             rgb = self._load(images[number - 1])
-            wanted = {ref.face for ref in plan.targets if ref.image == number}
-            faces = [f.model_copy(update={"embedding": worker.engine.embed(rgb, f)}) if f.id in wanted else f
+            ids = {ref.face for ref in wanted if ref.image == number}
+            faces = [f.model_copy(update={"embedding": worker.engine.embed(rgb, f)}) if f.id in ids else f
                      for f in reports[number - 1].faces]
             reports[number - 1] = reports[number - 1].model_copy(update={"faces": faces})
         return reports

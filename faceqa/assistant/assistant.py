@@ -1,13 +1,12 @@
 """The assistant: photos and a question in, an Answer out.
 
 photos -> face engine (-> optional attribute engine, e.g. a VLM) -> reports
-question + reports (+ conversation) -> router -> Plan
-Plan -> identity similarities / expression reasoning as needed -> composed Answer
+question + reports (+ conversation) -> router.route -> Plan (routed once)
+Plan -> evidence.gather (identity similarities, expression reasoning) -> compose.Composer -> Answer
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -15,11 +14,11 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from faceqa.images import load_image
-from faceqa.prompts.cot import compose_cot
 from faceqa.schema import Answer, ImageReport
 
-from .compose import Composer, Evidence, Pair
+from .compose import Composer
 from .conversation import Conversation
+from .evidence import gather
 from .plan import FaceRef, Plan
 from .resolver import ReferentResolver
 from .router import route
@@ -71,7 +70,7 @@ class Assistant:
         """
         if isinstance(images, np.ndarray | str | Path | bytes | ImageReport):
             images = [images]
-        photos = []
+        photos: list[tuple[np.ndarray | None, ImageReport]] = []
         for image in images:
             if isinstance(image, ImageReport):
                 photos.append((None, image))
@@ -85,16 +84,23 @@ class Assistant:
         return photos
 
     def answer(
-        self, images: Image | Sequence[Image] | None, question: str, conversation: Conversation | None = None
+        self,
+        images: Image | Sequence[Image] | None,
+        question: str,
+        conversation: Conversation | None = None,
+        plan: Plan | None = None,
     ) -> Answer:
         """Answer `question` about `images` (or, when None, the photos already in `conversation`).
 
         The conversation, when given, is updated in place: its photos and the faces this
-        answer is about, for the next question to refer back to.
+        answer is about, for the next question to refer back to. `plan`, when given, is the
+        question already routed by `plan()` on the same reports and conversation (a server
+        that first checks `plan.needs_identities`), so the question is routed once.
         """
         if not question or not question.strip():
             raise ValueError("the question is empty")
         photos = self.analyze(images) if images is not None else []
+        rgbs: list[np.ndarray | None]
         if photos:
             reports = [report for _, report in photos]
             rgbs = [rgb for rgb, _ in photos]
@@ -105,41 +111,17 @@ class Assistant:
         else:
             raise ValueError("no photo: pass images, or a conversation that already has them")
 
-        plan = route(question, reports, conversation, resolver=self.resolver, images=rgbs)
+        if plan is None:
+            plan = route(question, reports, conversation, resolver=self.resolver, images=rgbs)
         faces = {FaceRef(i, f.id): f for i, report in enumerate(reports, start=1) for f in report.faces}
-        evidence = self._evidence(plan, faces, rgbs) if plan.status == "ok" else Evidence()
-        answer = Composer(faces, len(reports)).answer(plan, evidence)
+        evidence = gather(plan, faces, rgbs, lambda rgb, face: self.engine.embed(rgb, face))
+        composer = Composer(faces, len(reports), race_note_said=bool(conversation and conversation.race_note_said))
+        answer = composer.answer(plan, evidence)
         if conversation is not None:
+            conversation.race_note_said = composer.race_note_said
             conversation.remember(question, answer.answer, plan)
         return answer
 
-    def _evidence(self, plan: Plan, faces: dict, rgbs: list[np.ndarray | None]) -> Evidence:
-        evidence = Evidence()
-        if plan.comparison == "same_person":
-            embeddings = {}
-            for ref in plan.targets:
-                face, rgb = faces[ref], rgbs[ref.image - 1]
-                if face.embedding is not None:
-                    embeddings[ref] = face.embedding
-                elif rgb is not None:
-                    embeddings[ref] = self.engine.embed(rgb, face)
-                else:
-                    evidence.missing = (
-                        "To compare identities I need the photos themselves (identity embeddings are not kept in "
-                        "the conversation); please send the photos again with the question."
-                    )
-                    return evidence
-            from faceqa.faces.identity import SAME_PERSON_COSINE, cosine
-
-            evidence.pairs = [
-                Pair(a, b, cosine(embeddings[a], embeddings[b]), SAME_PERSON_COSINE)
-                for a, b in itertools.combinations(plan.targets, 2)
-            ]
-        if plan.intent == "reasoning":
-            for ref in plan.targets:
-                face = faces[ref]
-                if face.emotion is not None:
-                    geometric = "geometric" in face.sources.get("action_units", "")
-                    scores = face.emotion.scores or {face.emotion.label: face.emotion.score}
-                    evidence.cots[ref] = compose_cot(face.action_units, face.emotion.label, scores, geometric=geometric)
-        return evidence
+    def plan(self, question: str, reports: Sequence[ImageReport], conversation: Conversation | None = None) -> Plan:
+        """Route `question` without answering it (see `answer(plan=...)`)."""
+        return route(question, reports, conversation, resolver=self.resolver)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -28,7 +28,7 @@ def ask(
     ],
     as_json: Annotated[
         bool,
-        typer.Option("--json", help='Print {"answer", "task", "faces", "boxes", "attributes", "reasoning", "status"}.'),
+        typer.Option("--json", help='Print {"answer", "task", "faces", "boxes", "result", "reasoning", "status"}.'),
     ] = False,
     threads: Annotated[int, typer.Option(min=1, help="CPU threads per model.")] = 1,
     backend: Annotated[
@@ -39,7 +39,9 @@ def ask(
     ] = None,
     model: Annotated[str | None, typer.Option(help="--backend vlm: the model name on that server.")] = None,
     api_key: Annotated[str | None, typer.Option(envvar="FACEQA_VLM_API_KEY", help="--backend vlm: its key.")] = None,
-    vlm_style: Annotated[str, typer.Option(help="--backend vlm: prompt wording, chat or paligemma.")] = "chat",
+    vlm_style: Annotated[
+        Literal["chat", "paligemma"], typer.Option(help="--backend vlm: prompt wording, chat or paligemma.")
+    ] = "chat",
 ) -> None:
     """Ask about the people in photos: counts, apparent age/gender/emotion, comparisons, step-by-step expression."""
     if len(arguments) < 2:
@@ -82,4 +84,4 @@ def ask(
     if as_json:
         print(json.dumps(answer.model_dump(mode="json"), ensure_ascii=False))
     else:
-        print(answer.answer)
+        print(answer.text)

@@ -1,41 +1,72 @@
-"""Answer text from a Plan and the face reports: apparent attributes with their confidence.
+"""Answer text from a Plan, the face reports and the evidence: apparent attributes with their confidence.
 
-Everything said here is read off the reports (or the identity similarities the
-assistant computed): no attribute without a model behind it, no face that the plan
-did not pick. When the plan could not pick a face, the answer says why and lists
-who is there instead of guessing.
+Everything said here is read off the reports (or the identity similarities and expression
+reasoning the evidence step computed): no attribute without a model behind it, no face the
+plan did not pick. When the plan could not pick a face, the answer says why and lists who
+is there instead of guessing. Dispatch is a table: one writer per intent (and one per
+comparison), each returning the text and its typed `result`.
+
+Wording rules: a yes/no question is answered with "Yes" or "No" first; the expression answer
+is one plain sentence (no AU codes) with the step-by-step detail in `Answer.reasoning`; the
+race caveat is said once per conversation and only when race was asked; a declined or
+not-visible question never gets an attribute list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from faceqa.prompts.cot import CoT
+from faceqa.prompts.cot import CoT, emfacs
 from faceqa.prompts.taxonomy import display
-from faceqa.schema import Answer, FaceReport
+from faceqa.schema import (
+    Answer,
+    AnswerResult,
+    CandidatesResult,
+    CompoundResult,
+    CountResult,
+    DeclinedResult,
+    FaceFacts,
+    FaceReport,
+    FacesResult,
+    IdentityPair,
+    IdentityResult,
+    Ranked,
+    RankingResult,
+)
 
-from .plan import ATTRIBUTES, FaceRef, Plan
-from .referents import label, years
+from . import policy
+from .grounding import label, years
+from .plan import ATTRIBUTE_FIELDS, FaceRef, Plan
+from .vocabulary import vocabulary
 
 RACE_NEEDS_VLM = (
     "Apparent race is not estimated here: the embedded face engine has no race model, so race needs a VLM "
     "attribute backend (faceqa ask --backend vlm ...)."
 )
-HELP = (
+CAN_DO = (
     "I can answer questions about the people in the photo: how many there are; the apparent age, gender and "
     "emotion of one person or everyone; who looks oldest, youngest or happiest; who is smiling; whether two faces "
-    "are the same person; and why someone looks the way they do, step by step. Point people out by position "
-    "('the person on the far left', 'the second from the right'), by number ('person 3', numbered left to right) "
-    "or by description ('the woman', 'the oldest man')."
+    "are the same person; and why someone looks the way they do, step by step."
 )
+HELP = (
+    CAN_DO + " Point people out by position ('the person on the far left', 'the second from the right'), by number "
+    "('person 3', numbered left to right) or by description ('the woman', 'the oldest man')."
+)
+OTHER_LANGUAGE = (
+    "I can only read questions in English: the embedded assistant understands English (a VLM or LLM backend may "
+    "do better), so please ask again in English."
+)
+READING_ORDER = ("gender", "age", "emotion", "race")
+CLOSE_AGE = 3.0  # apparent years: a smaller gap is called a toss-up
 
 
 def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-READING_ORDER = ("gender", "age", "emotion", "race")
+def _join(items: Sequence[str], conjunction: str = "and") -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" {conjunction} " + items[-1]
 
 
 @dataclass
@@ -59,21 +90,33 @@ class Evidence:
     pairs: list[Pair] = field(default_factory=list)
     cots: dict[FaceRef, CoT] = field(default_factory=dict)
     missing: str = ""  # why evidence the plan needs could not be computed
+    parts: list[Evidence] = field(default_factory=list)  # compound: one per part
+
+
+@dataclass
+class Written:
+    """What a writer returns: the text, the faces it is about, the typed result, optional detail."""
+
+    text: str
+    refs: Sequence[FaceRef]
+    result: AnswerResult | None = None
+    reasoning: str | None = None
+    status: str | None = None  # overrides the plan's status (race asked, no race model)
 
 
 class Composer:
-    def __init__(self, faces: dict[FaceRef, FaceReport], n_images: int):
+    def __init__(self, faces: dict[FaceRef, FaceReport], n_images: int, race_note_said: bool = False):
         self.faces = faces
         self.n_images = n_images
+        self.race_note_said = race_note_said  # the conversation already carries the race caveat
 
-    # --- words for one face --------------------------------------------------------------------
+    # --- words for one face ----------------------------------------------------------------------
 
     def name(self, ref: FaceRef, where: bool = True) -> str:
         return label(ref, self.faces, self.n_images, where)
 
     def names(self, refs: Sequence[FaceRef], where: bool = True, conjunction: str = "and") -> str:
-        parts = [self.name(r, where) for r in refs]
-        return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" {conjunction} " + parts[-1]
+        return _join([self.name(r, where) for r in refs], conjunction)
 
     @staticmethod
     def age(face: FaceReport) -> str | None:
@@ -82,7 +125,8 @@ class Composer:
         group = "70 or older" if face.age.group.endswith("+") else f"{face.age.group} years old"
         details = [f"about {face.age.years:.0f} years"] if face.age.years is not None else []
         if face.age.score is not None:
-            details.append(f"confidence {face.age.score:.0%}")
+            low = face.age.score < 0.4
+            details.append(f"{'low ' if low else ''}confidence {face.age.score:.0%}")
         return f"appears {group}" + (f" ({', '.join(details)})" if details else "")
 
     @staticmethod
@@ -109,19 +153,26 @@ class Composer:
         return text
 
     def phrases(self, face: FaceReport, attributes: Sequence[str]) -> list[str]:
-        return [p for a in READING_ORDER if a in attributes and (p := getattr(self, a)(face))]
+        writers: dict[str, Callable[[FaceReport], str | None]] = {
+            "gender": self.gender, "age": self.age, "emotion": self.emotion, "race": self.race,
+        }  # fmt: skip
+        return [p for a in READING_ORDER if a in attributes and (p := writers[a](face))]
 
-    def summary(self, ref: FaceRef, attributes: Sequence[str] = ATTRIBUTES) -> str:
+    def summary(self, ref: FaceRef, attributes: Sequence[str] = ATTRIBUTE_FIELDS) -> str:
         return f"{self.name(ref)}: " + "; ".join(self.phrases(self.faces[ref], attributes) or ["no attributes"])
 
-    def record(self, ref: FaceRef, attributes: Sequence[str] = ATTRIBUTES) -> dict:
+    def facts(self, ref: FaceRef, attributes: Sequence[str] = ATTRIBUTE_FIELDS, aus: bool = False) -> FaceFacts:
         face = self.faces[ref]
-        out: dict = {"image": ref.image, "id": ref.face, "box": list(face.box)}
-        for a in ATTRIBUTES:
-            if a in attributes:
-                value = getattr(face, a)
-                out[a] = value.model_dump(exclude_none=True) if value is not None else None
-        return out
+        return FaceFacts(
+            image=ref.image,
+            id=ref.face,
+            box=face.box,
+            age=face.age if "age" in attributes else None,
+            gender=face.gender if "gender" in attributes else None,
+            emotion=face.emotion if "emotion" in attributes else None,
+            race=face.race if "race" in attributes else None,
+            action_units=dict(face.action_units) if aus and face.action_units else None,
+        )
 
     def lineup(self, refs: Sequence[FaceRef]) -> str:
         """Who is there, one short line each, numbered as the engine numbers them."""
@@ -136,43 +187,98 @@ class Composer:
             lines.append(f"- {self.name(ref)}: appears " + ", ".join(p for p in parts if p))
         return "\n".join(lines)
 
-    # --- answers -------------------------------------------------------------------------------
+    def _subject(self, plan: Plan, ref: FaceRef, repeated: str = "") -> str:
+        """ "Person 2 (second from the left; the only face that appears female)"; `how` is left out when the
+        answer says the same thing anyway (`repeated`)."""
+        name = self.name(ref)
+        how = plan.how if len(plan.targets) == 1 and plan.how and not _says(repeated, plan.how) else ""
+        if how:
+            name = name[:-1] + f"; {how})" if name.endswith(")") else f"{name} ({how})"
+        return _cap(name)
+
+    def _race_note(self, plan: Plan, refs: Sequence[FaceRef]) -> str:
+        if "race" in plan.named and not self.race_note_said and any(self.faces[r].race is None for r in refs):
+            self.race_note_said = True
+            return "\n\n" + RACE_NEEDS_VLM
+        return ""
+
+    @staticmethod
+    def _note(plan: Plan) -> str:
+        return f"\n\nNote: {plan.note}." if plan.note else ""
+
+    # --- answers ---------------------------------------------------------------------------------
 
     def answer(self, plan: Plan, evidence: Evidence) -> Answer:
-        if plan.status == "no_faces":
-            text = f"I don't see any faces in {'these photos' if self.n_images > 1 else 'this photo'}"
-            if plan.intent == "count":
-                return self._wrap(plan, text + ", so the count is 0.", [], {"count": 0, "total": 0, "faces": []})
-            note = " Faces that are small, turned away or covered may not be detected."
-            return self._wrap(plan, text + ", so I can't answer that." + note, [])
-        if plan.intent == "help":
-            return self._wrap(plan, HELP + "\n\nWho is there:\n" + self.lineup(list(self.faces)), plan.candidates)
-        if plan.status != "ok":
-            return self._unresolved(plan)
-        if evidence.missing:
-            return self._wrap(plan.model_copy(update={"status": "unsupported"}), evidence.missing, plan.targets)
-        return getattr(self, f"_{plan.intent}")(plan, evidence)
-
-    def _wrap(
-        self,
-        plan: Plan,
-        text: str,
-        refs: Sequence[FaceRef],
-        attributes: dict | None = None,
-        reasoning: str | None = None,
-        status: str | None = None,
-    ) -> Answer:
+        written = self.write(plan, evidence)
         return Answer(
-            answer=text,
+            answer=written.text,
             task=plan.intent,
-            faces=[r.face for r in refs],
-            boxes=[self.faces[r].box for r in refs],
-            attributes=attributes or {},
-            reasoning=reasoning,
-            status=status or plan.status,
+            faces=[r.face for r in written.refs],
+            boxes=[self.faces[r].box for r in written.refs],
+            result=written.result,
+            reasoning=written.reasoning,
+            status=written.status or plan.status,
         )
 
-    def _unresolved(self, plan: Plan) -> Answer:
+    def write(self, plan: Plan, evidence: Evidence) -> Written:
+        match plan.intent, plan.status:
+            case "compound", _:
+                return self._compound(plan, evidence)
+            case "refuse", _:
+                reply = next(c.reply for c in policy.categories() if c.name == plan.topic)
+                return Written(reply, [], DeclinedResult(reason="policy", topic=plan.topic))
+            case "other_language", _:
+                return Written(OTHER_LANGUAGE, [], DeclinedResult(reason="other_language"))
+            case "not_visible", _:
+                return self._not_visible(plan)
+            case "help", _:
+                return self._help(plan)
+            case _, "no_faces":
+                return self._no_faces(plan)
+            case _, "ok":
+                if evidence.missing:
+                    return Written(evidence.missing, plan.targets, status="unsupported")
+                return _WRITERS[plan.intent](self, plan, evidence)
+            case _:
+                return self._unresolved(plan)
+
+    def _compound(self, plan: Plan, evidence: Evidence) -> Written:
+        parts = [
+            self.answer(part, evidence.parts[i] if i < len(evidence.parts) else Evidence())
+            for i, part in enumerate(plan.parts)
+        ]
+        refs = list(dict.fromkeys(r for part, p in zip(parts, plan.parts, strict=True) for r in _shown(p, part)))
+        reasoning = "\n\n".join(p.reasoning for p in parts if p.reasoning) or None
+        text = "\n\n".join(p.answer for p in parts)
+        return Written(text, refs, CompoundResult(parts=parts), reasoning)
+
+    def _not_visible(self, plan: Plan) -> Written:
+        name = vocabulary().not_visible_names.get(plan.topic, "that")
+        text = (
+            f"The embedded face engine can't see {name}: it reads only faces (apparent age, gender and expression). "
+            "I can tell you those, count people, or compare faces; a VLM backend (faceqa ask --backend vlm) can look "
+            "at the rest of the photo."
+        )
+        if plan.topic == "photo" and self.faces:
+            text += "\n\nThe faces I see (numbered left to right):\n" + self.lineup(list(self.faces))
+        return Written(text, [], DeclinedResult(reason="not_visible", topic=plan.topic))
+
+    def _help(self, plan: Plan) -> Written:
+        opening = "I didn't understand the question, so I won't guess. " if plan.vlm == "open_question" else ""
+        text = opening + HELP
+        if self.faces:
+            text += "\n\nWho is there:\n" + self.lineup(list(self.faces))
+        return Written(text, plan.candidates, DeclinedResult(reason="unreadable"))
+
+    def _no_faces(self, plan: Plan) -> Written:
+        text = f"I don't see any faces in {'these photos' if self.n_images > 1 else 'this photo'}"
+        if plan.intent == "count":
+            prefix = "No: " if plan.yes_no else ""
+            return Written(f"{prefix}{text}, so the count is 0.", [], CountResult(count=0, total=0))
+        note = " Faces that are small, turned away or covered may not be detected."
+        return Written(text + ", so I can't answer that." + note, [], DeclinedResult(reason="no_faces"))
+
+    def _unresolved(self, plan: Plan) -> Written:
         opening = {
             "ambiguous": "I can't tell which person you mean",
             "not_found": "I couldn't find the person you mean",
@@ -181,63 +287,39 @@ class Composer:
         if plan.status == "ambiguous" and plan.comparison == "same_person":
             opening = "I can't tell which two faces to compare"
         everyone = sorted(self.faces)
-        text = f"{opening}: {plan.reason}."
+        text = f"{opening}: {plan.why}."
         if plan.status == "ambiguous" and 1 < len(plan.candidates) < len(everyone):
             text += f" It could be {self.names(plan.candidates, conjunction='or')}."
         text += "\n\nWho is there (numbered left to right):\n" + self.lineup(everyone)
         if plan.status == "ambiguous":
             text += "\n\nAsk again with a position or a number, e.g. 'the second from the right' or 'person 2'."
-        faces = {"candidates": [self.record(r, ()) for r in plan.candidates]}
-        return self._wrap(plan, text, plan.candidates, faces)
+        result = CandidatesResult(candidates=[self.facts(r, ()) for r in plan.candidates])
+        return Written(text, plan.candidates, result)
 
-    def _subject(self, plan: Plan, ref: FaceRef) -> str:
-        name = self.name(ref)
-        if plan.reason and len(plan.targets) == 1:
-            name = name[:-1] + f"; {plan.reason})" if name.endswith(")") else f"{name} ({plan.reason})"
-        return name[0].upper() + name[1:]
-
-    def _notes(self, plan: Plan) -> str:
-        return f"\n\nNote: {plan.note}." if plan.note else ""
-
-    def _race_note(self, plan: Plan, refs: Sequence[FaceRef]) -> str:
-        if "race" in plan.attributes and any(self.faces[r].race is None for r in refs):
-            return "\n\n" + RACE_NEEDS_VLM
-        return ""
-
-    def _attribute(self, plan: Plan, evidence: Evidence) -> Answer:
-        refs = plan.targets
-        lines = []
+    def _attribute(self, plan: Plan, evidence: Evidence) -> Written:
+        refs, lines = plan.targets, []
         for ref in refs:
             face = self.faces[ref]
-            verdicts = [self._verdict(face, a, want) for a, want in plan.asked.items()]
-            verdicts = [v for v in verdicts if v]
             phrases = self.phrases(face, plan.attributes)
+            subject = self._subject(plan, ref, " ".join(phrases)) if len(refs) == 1 else _cap(self.name(ref))
             if not phrases:
-                subject = self._subject(plan, ref) if len(refs) == 1 else self.name(ref)
                 lines.append(f"{subject}: no estimate for {', '.join(plan.attributes)}.")
                 continue
-            subject = self._subject(plan, ref) if len(refs) == 1 else _cap(self.name(ref))
+            verdicts = [v for a, want in plan.asked.items() if (v := _verdict(face, a, want))]
             if verdicts:
                 subject = f"{' '.join(verdicts)} {subject[0].lower()}{subject[1:]}"
                 phrases[-1] += "".join(
                     f", not {display(a, want)}"
                     for a, want in plan.asked.items()
-                    if getattr(face, a) is not None and getattr(face, a).label != want
+                    if (value := getattr(face, a)) is not None and value.label != want
                 )
             lines.append(f"{subject} {'; '.join(phrases)}.")
-        text = "\n".join(lines) + self._race_note(plan, refs) + self._notes(plan)
+        text = "\n".join(lines) + self._race_note(plan, refs) + self._note(plan)
         only_race = plan.attributes == ("race",) and all(self.faces[r].race is None for r in refs)
-        attributes = {"faces": [self.record(r, plan.attributes) for r in refs]}
-        return self._wrap(plan, text.strip(), refs, attributes, status="unsupported" if only_race else None)
+        result = FacesResult(faces=[self.facts(r, plan.attributes) for r in refs])
+        return Written(text.strip(), refs, result, status="unsupported" if only_race else None)
 
-    @staticmethod
-    def _verdict(face: FaceReport, attribute: str, wanted: str) -> str:
-        value = getattr(face, attribute)
-        if value is None:
-            return ""
-        return "Yes:" if value.label == wanted else "No:"
-
-    def _describe(self, plan: Plan, evidence: Evidence) -> Answer:
+    def _describe(self, plan: Plan, evidence: Evidence) -> Written:
         refs = sorted(plan.targets)
         n = len(refs)
         head = f"I see {n} face{'s' * (n != 1)}, numbered left to right"
@@ -245,62 +327,93 @@ class Composer:
             per = [sum(r.image == i for r in refs) for i in range(1, self.n_images + 1)]
             head += " in each photo (" + ", ".join(f"photo {i}: {k}" for i, k in enumerate(per, 1)) + ")"
         text = head + ":\n" + "\n".join(f"- {self.summary(r)}" for r in refs)
-        text += self._race_note(plan, refs) + self._notes(plan)
-        return self._wrap(plan, text, refs, {"faces": [self.record(r) for r in refs]})
+        text += self._race_note(plan, refs) + self._note(plan)
+        return Written(text, refs, FacesResult(faces=[self.facts(r) for r in refs]))
 
-    def _count(self, plan: Plan, evidence: Evidence) -> Answer:
+    def _count(self, plan: Plan, evidence: Evidence) -> Written:
         total, matched = len(plan.candidates), list(plan.targets)
-        attributes = {"count": len(matched), "total": total, "faces": [self.record(r, ()) for r in matched]}
-        if not plan.reason:  # no description to filter by: everyone counts
-            text = f"I see {total} {'person' if total == 1 else 'people'} ({total} face{'s' * (total != 1)})"
+        result = CountResult(count=len(matched), total=total, condition=plan.condition,
+                             faces=[self.facts(r, ()) for r in matched])  # fmt: skip
+        yes = ("Yes: " if matched else "No: ") if plan.yes_no else ""
+        if not plan.condition:  # no description to filter by: everyone counts
+            text = f"{yes}I see {total} {'person' if total == 1 else 'people'} ({total} face{'s' * (total != 1)})"
             if self.n_images > 1:
                 per = [sum(r.image == i for r in matched) for i in range(1, self.n_images + 1)]
                 text += ": " + ", ".join(f"{k} in photo {i}" for i, k in enumerate(per, 1))
             text += ", numbered left to right." if total > 1 else "."
-            return self._wrap(plan, text, matched, attributes)
-        text = f"Number of faces that {plan.reason}: {len(matched)} of {total}"
+            return Written(text, matched, result)
+        text = f"{yes}{len(matched)} of {total} faces {plan.condition}"
         text += f" ({self.names(matched, where=False)})." if matched else "."
-        return self._wrap(plan, text, matched, attributes)
+        return Written(text, matched, result)
 
-    def _compare(self, plan: Plan, evidence: Evidence) -> Answer:
-        return getattr(self, f"_compare_{plan.comparison}")(plan, evidence)
+    def _compare(self, plan: Plan, evidence: Evidence) -> Written:
+        return _COMPARISONS[plan.comparison or "find"](self, plan, evidence)
 
-    def _compare_oldest(self, plan: Plan, evidence: Evidence) -> Answer:
+    def _extreme_age(self, plan: Plan, evidence: Evidence) -> Written:
         (best,) = plan.targets
-        ranked = sorted(plan.candidates, key=lambda r: years(self.faces[r]), reverse=plan.comparison == "oldest")
-        how = f"the {plan.comparison}"
-        if len(ranked) == 2:  # "is person 1 older than person 3?"
-            how = f"{'older' if plan.comparison == 'oldest' else 'younger'} than {self.name(ranked[1])}"
-        text = f"{_cap(self.name(best))} looks {how}: {self.age(self.faces[best])}."
+        oldest = plan.comparison == "oldest"
+        aged = [r for r in plan.candidates if years(self.faces[r]) is not None]
+        ranked = sorted(aged, key=lambda r: years(self.faces[r]) or 0.0, reverse=oldest)
+        face = self.faces[best]
+        about = f"about {years(face):.0f} years"
+        if face.age is not None:
+            about += f", apparent age group {face.age.group}"
+        if len(plan.candidates) == 2:  # "is person 1 older than person 3?", "who is older, 2 or 4?"
+            other = next(r for r in plan.candidates if r != best)
+            word = "older" if oldest else "younger"
+            text = f"{_cap(self.name(best))} looks {word} than {self.name(other, False)}: {about}."
+            if plan.yes_no:
+                text = ("Yes: " if best == plan.candidates[0] else "No: ") + text[0].lower() + text[1:]
+        else:
+            text = f"{_cap(self.name(best))} looks the {plan.comparison}: {about}."
         if len(ranked) > 1:
-            gap = abs(years(self.faces[ranked[0]]) - years(self.faces[ranked[1]]))
-            if gap < 3:
-                other = self.name(ranked[1], False)
+            gap = abs((years(self.faces[ranked[0]]) or 0.0) - (years(self.faces[ranked[1]]) or 0.0))
+            if gap < 0.5:
+                text += f" {_cap(self.name(ranked[1], False))} looks about the same age, so treat this as a toss-up."
+            elif gap < CLOSE_AGE:
+                n = round(gap)
                 text += (
-                    f" It is close: {other} is only {gap:.0f} years apart in apparent age, so treat this as a toss-up."
+                    f" It is close: {self.name(ranked[1], False)} looks only {n} year{'s' * (n != 1)} "
+                    f"{'younger' if oldest else 'older'}, so treat this as a toss-up."
                 )
             text += (
                 " Apparent ages: "
-                + ", ".join(f"{self.name(r, False)} about {years(self.faces[r]):.0f}" for r in sorted(plan.candidates))
+                + ", ".join(f"{self.name(r, False)} about {years(self.faces[r]):.0f}" for r in sorted(aged))
                 + "."
             )
-        attributes = {"comparison": plan.comparison, "ranking": [self.record(r, ("age",)) for r in ranked]}
-        return self._wrap(plan, text + self._notes(plan), plan.targets, attributes)
+        ranking = [Ranked(**self.facts(r, ("age",)).model_dump(), score=years(self.faces[r])) for r in ranked]
+        result = RankingResult(comparison=plan.comparison, ranking=ranking)
+        return Written(text + self._note(plan), plan.targets, result)
 
-    _compare_youngest = _compare_oldest
+    def _same_age(self, plan: Plan, evidence: Evidence) -> Written:
+        refs = [r for r in plan.targets if self.faces[r].age is not None]
+        if len(refs) < 2:
+            return Written("I need two faces with an apparent age to compare.", plan.targets, status="unsupported")
+        groups = {self.faces[r].age.group for r in refs}  # type: ignore[union-attr]
+        same = len(groups) == 1
+        ages = _join([f"{self.name(r, False)} about {years(self.faces[r]):.0f}" for r in refs])
+        if same:
+            group = next(iter(groups))
+            text = f"Yes: they look about the same age (all appear {group}; {ages})."
+        else:
+            text = f"No: they don't look the same age ({ages})."
+        if not plan.yes_no:
+            text = text.split(": ", 1)[1]
+            text = _cap(text)
+        ranking = [Ranked(**self.facts(r, ("age",)).model_dump(), score=years(self.faces[r])) for r in refs]
+        return Written(text, plan.targets, RankingResult(comparison="same_age", ranking=ranking))
 
-    def _compare_emotion(self, plan: Plan, evidence: Evidence) -> Answer:
-        word = display("emotion", plan.emotion)
+    def _emotion_match(self, plan: Plan, evidence: Evidence) -> Written:
+        word = display("emotion", plan.emotion or "")
+        yes = ("Yes: " if plan.targets else "No: ") if plan.yes_no else ""
         if plan.targets:
             verb = "looks" if len(plan.targets) == 1 else "look"
-            first = self.names(plan.targets)
-            text = (
-                f"{first[0].upper()}{first[1:]} {verb} {word} ("
-                + ", ".join(f"{self.name(r, False)} {self.faces[r].emotion.score:.0%}" for r in plan.targets)
-                + ")."
-            )
+            scores = ", ".join(f"{self.name(r, False)} {self.faces[r].emotion.score:.0%}"  # type: ignore[union-attr]
+                               for r in plan.targets)  # fmt: skip
+            text = f"{yes}{self.names(plan.targets)} {verb} {word} ({scores})."
         else:
-            text = f"No one here looks {word}."
+            text = f"{yes}no one here looks {word}."
+        text = _cap(text)
         others = [r for r in plan.candidates if r not in plan.targets]
         if others:
             text += (
@@ -308,61 +421,53 @@ class Composer:
                 + "; ".join(f"{self.name(r, False)} {self.emotion(self.faces[r])}" for r in others)
                 + "."
             )
-        attributes = {
-            "comparison": "emotion",
-            "emotion": plan.emotion,
-            "faces": [self.record(r, ("emotion",)) for r in plan.candidates],
-        }
-        return self._wrap(plan, text, plan.targets, attributes)
+        ranking = [Ranked(**self.facts(r, ("emotion",)).model_dump()) for r in plan.candidates]
+        return Written(text, plan.targets, RankingResult(comparison="emotion", emotion=plan.emotion, ranking=ranking))
 
-    def _compare_most_emotion(self, plan: Plan, evidence: Evidence) -> Answer:
+    def _most_emotion(self, plan: Plan, evidence: Evidence) -> Written:
         (best,) = plan.targets
-        word = display("emotion", plan.emotion)
+        emotion = plan.emotion or ""
+        word = display("emotion", emotion)
 
-        def score(r: FaceRef) -> float:  # noqa: E306
-            return self.faces[r].emotion.scores.get(plan.emotion, 0.0)
+        def score(r: FaceRef) -> float:
+            e = self.faces[r].emotion
+            return (e.scores or {}).get(emotion, 0.0) if e else 0.0
 
-        ranked = sorted((r for r in plan.candidates if self.faces[r].emotion), key=score, reverse=True)
-        text = f"{_cap(self.name(best))} looks the most {word}: the classifier gives {word} {score(best):.0%}."
+        least = plan.comparison == "least_emotion"
+        ranked = sorted((r for r in plan.candidates if self.faces[r].emotion), key=score, reverse=not least)
+        how = "least" if least else "most"
+        text = f"{_cap(self.name(best))} looks the {how} {word}: the classifier gives {word} {score(best):.0%}."
         text += f" Scores for {word}: " + ", ".join(f"{self.name(r, False)} {score(r):.0%}" for r in ranked) + "."
-        attributes = {
-            "comparison": "most_emotion",
-            "emotion": plan.emotion,
-            "ranking": [{**self.record(r, ()), "score": score(r)} for r in ranked],
-        }
-        return self._wrap(plan, text, plan.targets, attributes)
+        ranking = [Ranked(**self.facts(r, ("emotion",)).model_dump(), score=score(r)) for r in ranked]
+        result = RankingResult(comparison=plan.comparison, emotion=emotion, ranking=ranking)
+        return Written(text, plan.targets, result)
 
-    def _compare_find(self, plan: Plan, evidence: Evidence) -> Answer:
+    def _find(self, plan: Plan, evidence: Evidence) -> Written:
         refs = plan.targets
+        n = len(refs)
         lines = [f"- {self.summary(r, ('gender', 'age', 'emotion'))}" for r in refs]
-        head = (
-            f"{len(refs)} face{'s' * (len(refs) != 1)} fit{'s' * (len(refs) == 1)} '{plan.referent}'"
-            if plan.referent
-            else "Who is there"
-        )
-        text = head + ":\n" + "\n".join(lines) + self._notes(plan)
-        return self._wrap(plan, text, refs, {"faces": [self.record(r) for r in refs]})
+        head = f"Faces that {plan.condition}: {n}" if plan.condition else "Who is there"
+        text = head + ":\n" + "\n".join(lines) + self._note(plan)
+        return Written(text, refs, FacesResult(faces=[self.facts(r) for r in refs]))
 
-    def _compare_same_person(self, plan: Plan, evidence: Evidence) -> Answer:
+    def _same_person(self, plan: Plan, evidence: Evidence) -> Written:
         pairs = evidence.pairs
-        records = [
-            {"a": list(p.a), "b": list(p.b), "cosine": round(p.cosine, 4), "threshold": p.threshold, "same": p.same}
-            for p in pairs
-        ]
         threshold = pairs[0].threshold
+        yes_no = plan.yes_no
         if len(pairs) == 1:
             p = pairs[0]
-            who = f"{self.name(p.a)} and {self.name(p.b)}"
             verdict = "appear to be the same person" if p.same else "appear to be different people"
             text = (
-                f"{who[0].upper()}{who[1:]} {verdict} (identity similarity {p.cosine:.2f}; "
+                f"{self.name(p.a)} and {self.name(p.b)} {verdict} (identity similarity {p.cosine:.2f}; "
                 f"the face-recognition model's match threshold is {threshold:.2f})."
             )
+            text = (("Yes: " if p.same else "No: ") + text) if yes_no else _cap(text)
         else:
             same = [p for p in pairs if p.same]
             if same:
                 text = (
-                    "These faces appear to be the same person: "
+                    ("Yes: " if yes_no else "")
+                    + "these faces appear to be the same person: "
                     + "; ".join(
                         f"{self.name(p.a, False)} and {self.name(p.b, False)} (similarity {p.cosine:.2f})" for p in same
                     )
@@ -370,27 +475,110 @@ class Composer:
                 )
             else:
                 top = max(pairs, key=lambda p: p.cosine)
-                text = (
-                    f"No two of these {len(plan.targets)} faces look like the same person (the highest identity "
+                text = ("No: " if yes_no else "") + (
+                    f"no two of these {len(plan.targets)} faces look like the same person (the highest identity "
                     f"similarity is {top.cosine:.2f}, between {self.name(top.a, False)} and {self.name(top.b, False)}; "
                     f"the match threshold is {threshold:.2f})."
                 )
+            text = _cap(text)
         text += " This is a model's similarity estimate, not proof of identity."
-        return self._wrap(plan, text, plan.targets, {"comparison": "same_person", "pairs": records})
+        result = IdentityResult(pairs=[
+            IdentityPair(a=(p.a.image, p.a.face), b=(p.b.image, p.b.face), cosine=round(p.cosine, 4),
+                         threshold=p.threshold, same=p.same)
+            for p in pairs
+        ])  # fmt: skip
+        return Written(text, plan.targets, result)
 
-    def _reasoning(self, plan: Plan, evidence: Evidence) -> Answer:
-        blocks, texts = [], []
+    def _reasoning(self, plan: Plan, evidence: Evidence) -> Written:
+        sentences, details = [], []
         for ref in plan.targets:
             cot = evidence.cots.get(ref)
             subject = self._subject(plan, ref) if len(plan.targets) == 1 else _cap(self.name(ref))
             if cot is None:
-                blocks.append(f"{subject}: no expression estimate is available.")
+                sentences.append(f"{subject}: no expression estimate is available.")
                 continue
-            head = f"{subject} {self.emotion(self.faces[ref])}. Step by step:"
-            blocks.append(f"{head}\n\n{cot.text}")
-            texts.append(cot.text if len(plan.targets) == 1 else f"{self.name(ref)}:\n{cot.text}")
-        attributes = {
-            "faces": [self.record(r, ("emotion",)) | {"action_units": self.faces[r].action_units} for r in plan.targets]
-        }
-        text = "\n\n".join(blocks) + self._notes(plan)
-        return self._wrap(plan, text, plan.targets, attributes, reasoning="\n\n".join(texts) or None)
+            sentences.append(self._plain_expression(plan, subject, self.faces[ref], cot))
+            details.append(cot.text if len(plan.targets) == 1 else f"{_cap(self.name(ref))}:\n{cot.text}")
+        result = FacesResult(faces=[self.facts(r, ("emotion",), aus=True) for r in plan.targets])
+        text = "\n".join(sentences) + self._note(plan)
+        return Written(text, plan.targets, result, reasoning="\n\n".join(details) or None)
+
+    @staticmethod
+    def _plain_expression(plan: Plan, subject: str, face: FaceReport, cot: CoT) -> str:
+        """One sentence a reader can take in: what the face looks like and the cues behind it, in plain words.
+        It follows the classifier; when the facial cues point elsewhere it says so, once."""
+        e = face.emotion
+        assert e is not None
+        shown = display("emotion", e.label)
+        asked = plan.asked.get("emotion")
+        lead = ""
+        if asked and asked != e.label:
+            lead = f"No: {subject[0].lower()}{subject[1:]} doesn't look {display('emotion', asked)} to the model. "
+            subject = "The face"
+        elif asked and plan.yes_no:
+            subject = f"Yes: {subject[0].lower()}{subject[1:]}"
+        match cot.agreement:
+            case "agree" if e.label == "Neutral":
+                body = f"{subject} looks neutral ({e.score:.0%}): no clear facial movement."
+            case "agree":
+                body = f"{subject} looks {shown} ({e.score:.0%}): {_cues(cot, e.label)}."
+            case "partial":
+                body = (
+                    f"{subject} looks {shown} ({e.score:.0%}); the facial cues partly agree ({_cues(cot, e.label)}) "
+                    f"but point more to {display('emotion', cot.evidence or e.label)}."
+                )
+            case "disagree":
+                other = cot.evidence or e.label
+                body = (
+                    f"{subject} looks {shown} to the expression classifier ({e.score:.0%}), but the facial cues "
+                    f"({_cues(cot, cot.evidence or e.label)}) point more to {display('emotion', other)};"
+                    " this answer follows the classifier."
+                )
+            case _:
+                body = f"{subject} looks {shown} ({e.score:.0%}); the facial cues alone show no clear pattern."
+        return lead + body
+
+
+def _cues(cot: CoT, emotion: str) -> str:
+    """The observed movements of `emotion`'s prototype (or the strongest ones), in plain words."""
+    prototype = emfacs()["prototypes"].get(emotion, {}).get("aus", [])
+    seen = [o for o in cot.observations if o.au in prototype] or list(cot.observations[:2])
+    plain = [emfacs()["aus"].get(o.au, ["", o.au])[1] for o in seen[:3]]
+    return _join(plain) if plain else "no clear facial movement"
+
+
+def _says(text: str, how: str) -> bool:
+    """Whether the answer already says what `how` says ("the only face that appears female" / "appears female")."""
+    return bool(text) and how.startswith("the only face that ") and how.removeprefix("the only face that ") in text
+
+
+def _verdict(face: FaceReport, attribute: str, wanted: str) -> str:
+    value = getattr(face, attribute)
+    if value is None:
+        return ""
+    return "Yes:" if value.label == wanted else "No:"
+
+
+def _shown(plan: Plan, answer: Answer) -> list[FaceRef]:
+    shown = plan.targets if plan.status == "ok" else plan.candidates
+    return [r for r in shown if r.face in answer.faces]
+
+
+Writer = Callable[[Composer, Plan, Evidence], Written]
+_WRITERS: dict[str, Writer] = {
+    "attribute": Composer._attribute,
+    "describe": Composer._describe,
+    "count": Composer._count,
+    "compare": Composer._compare,
+    "reasoning": Composer._reasoning,
+}
+_COMPARISONS: dict[str, Writer] = {
+    "oldest": Composer._extreme_age,
+    "youngest": Composer._extreme_age,
+    "same_age": Composer._same_age,
+    "emotion": Composer._emotion_match,
+    "most_emotion": Composer._most_emotion,
+    "least_emotion": Composer._most_emotion,
+    "find": Composer._find,
+    "same_person": Composer._same_person,
+}

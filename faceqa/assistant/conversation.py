@@ -15,10 +15,12 @@ from faceqa.schema import ImageReport
 from .plan import FaceRef, Plan
 
 
-class Turn(BaseModel):
+class Exchange(BaseModel):
+    """One question of the chat and the answer it got."""
+
     question: str
     answer: str
-    task: str
+    intent: str
     faces: list[FaceRef] = Field(default_factory=list)
 
 
@@ -29,7 +31,8 @@ class Conversation(BaseModel):
     focus: list[FaceRef] = Field(default_factory=list, description="Faces the last answer was about.")
     last_intent: str | None = None
     last_attributes: list[str] = Field(default_factory=list)
-    turns: list[Turn] = Field(default_factory=list)
+    race_note_said: bool = Field(False, description="The race caveat was given once; it is not repeated.")
+    turns: list[Exchange] = Field(default_factory=list, description="The questions asked so far and their answers.")
 
     def set_images(self, reports: list[ImageReport]) -> None:
         """Photos sent with a question. The same photos again (an app resending them) keep the thread;
@@ -44,13 +47,16 @@ class Conversation(BaseModel):
 
     def remember(self, question: str, answer: str, plan: Plan) -> None:
         """Keep what a follow-up may refer to. An answer that found nobody keeps the previous focus; the
-        question it asked still stands, so "the one on the right" after "which man?" gets that answer."""
-        if plan.targets and plan.status == "ok":
-            self.focus = list(plan.targets)
-        if plan.intent != "help" and plan.status != "no_faces":
-            self.last_intent = plan.intent
-            self.last_attributes = list(plan.attributes)
-        self.turns.append(Turn(question=question, answer=answer, task=plan.intent, faces=list(plan.targets)))
+        question it asked still stands, so "the one on the right" after "which man?" gets that answer.
+        A question the rules could not read, declined or not visible leaves the thread as it was."""
+        for part in plan.parts or (plan,):
+            if part.targets and part.status == "ok":
+                self.focus = list(part.targets)
+            if part.intent not in ("help", "refuse", "not_visible", "other_language") and part.status != "no_faces":
+                self.last_intent = part.intent
+                self.last_attributes = list(part.attributes)
+        targets = [r for part in plan.parts or (plan,) for r in part.targets]
+        self.turns.append(Exchange(question=question, answer=answer, intent=plan.intent, faces=targets))
 
 
 def _without_embeddings(report: ImageReport) -> ImageReport:

@@ -1,4 +1,10 @@
-"""The hook a VLM backend fills to ground descriptions the rules cannot ("the boy holding a ball")."""
+"""The hooks for what the rules cannot do, filled by a VLM backend.
+
+`ReferentResolver` grounds descriptions the referring rules cannot read ("the boy holding a
+ball"): the router asks it when a question's referent has such a description. Questions the
+rules cannot answer at all carry `Plan.vlm` ("not_visible", "referent", "open_question"), so a
+VLM integration can answer those plans instead of the composer.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from faceqa.schema import ImageReport
 
 @runtime_checkable
 class ReferentResolver(Protocol):
-    def resolve(self, description: str, question: str, rgb: np.ndarray, report: ImageReport) -> list[int] | None:
+    def find_faces(self, description: str, question: str, rgb: np.ndarray, report: ImageReport) -> list[int] | None:
         """Ids of the faces of `report` that `description` refers to; None when the resolver cannot tell.
 
         The router only trusts an answer of exactly one face; several ids come back to

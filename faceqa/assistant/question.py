@@ -1,0 +1,164 @@
+"""Reading one (part of a) question: what is asked, about whom, on what condition.
+
+`read` takes the normalised text of one question and returns a `Question`: the cues it
+has (a count, a comparison, "why", "describe", a yes/no label ...), the attributes it asks
+about, the topic it asks about that faces cannot show (clothing, hair, the scene ...), and
+the referring words (`referents.parse`). Phrases that are part of what is asked ("how old",
+"a man or a woman") are blanked before the referring words are read, so "how old" never
+reads as "the old one". The router turns a Question into a Plan.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .plan import ATTRIBUTE_FIELDS
+from .referents import Referent, parse
+from .vocabulary import Gated, Reading, alternatives, tokens, vocabulary
+
+V = vocabulary()
+
+CUES = {
+    "same": Gated(
+        r"\bsame (?:person|people|individual|guy|man|woman|lady|face|identity|human)\b|\bthe same(?:\s*$| as\b)"
+        r"|\bidentical\b|\bone and the same\b|\bsame\s*$",
+        tokens("same identical"),
+    ),
+    "same_age": Gated(
+        r"\b(?:the )?same age\b|\bas old as\b|\bequally old\b|\bsimilar (?:in )?age\b",
+        tokens("same as equally similar"),
+    ),
+    "count": Gated(
+        r"\bhow many\b(?! years)|\bcount\b|\bnumber of\b|\bis there (?:anyone|anybody|someone|somebody|any|an?)\b"
+        r"|\bare there\b|\bany(?:one|body) (?:here|there|at all)\b",
+        tokens("many count number there anyone anybody"),
+    ),
+    "reasoning": Gated(
+        r"\b(?:explain|explanation|reason|reasoning|reasons|step by step|walk me through|chain of thought"
+        r"|action units?|aus|facial cues|how (?:can|do|did|would) you (?:tell|know)|what makes|justify|why)\b",
+        tokens(
+            "explain explanation reason reasoning reasons step walk chain action au aus facial how what justify why"
+        ),
+    ),
+    "describe": Gated(
+        r"\bdescribe\b|\btell me (?:about|more)\b|\bwhat can you (?:tell|say)\b|\bwho (?:is|are) (?:in|on) (?:the|this)"
+        r"|\bwho do you see\b|\bwhat do you see\b|\bwho is there\b|\beverything\b|\battributes\b|\bdetails\b"
+        r"|\binfo(?:rmation)?\b|\bsummar(?:y|ize|ise)\b|\bprofile\b|\banaly[sz]e\b",
+        tokens(
+            "describe tell what who everything attributes details info information summary summarize summarise "
+            "profile analyze analyse"
+        ),
+    ),
+    "who": Gated(
+        r"^(?:and |so |ok |okay |then )?(?:who|whom)\b|\b(?:is|does|do|are) any(?:one|body)\b"
+        r"|\bwhich (?:one|ones|person|people|persons|face|faces|individual|man|men|woman|women|guy|guys|lady|ladies"
+        r"|boy|girl|child|kid|of (?:them|these|those|the \w+))\b",
+        tokens("who which whom anyone anybody"),
+    ),
+    "than": Gated(r"\b(?:older|younger|elder) than\b", tokens("than")),
+    "followup": Gated(
+        r"^(?:and|what about|how about|and what about|now|also|ok|okay|then)\b|\bwhat about\b|\bhow about\b",
+        tokens("and what how now also ok okay then"),
+    ),
+    "any_pair": Gated(r"\bany (?:two|of (?:them|these|those))\b|\banyone\b|\bamong\b", tokens("any anyone among")),
+    "who_is_position": Gated(r"^(?:and |so )?who (?:is|was)\b", tokens("who")),
+}
+ASKS = {
+    "age": Gated(
+        r"\bhow old\b|\bhow young\b|\bages?\b|\byears? old\b|\bage group\b|\bhow many years\b|\bage range\b",
+        tokens("old young age ages year years range"),
+    ),
+    "gender": Gated(
+        r"\bgenders?\b|\bsex\b|\b(?:male or female|female or male)\b"
+        r"|\b(?:an? )?(?:man|boy|guy) or (?:an? )?(?:woman|girl|lady)\b"
+        r"|\b(?:an? )?(?:woman|girl|lady) or (?:an? )?(?:man|boy|guy)\b",
+        tokens("gender genders sex male female man woman boy girl guy lady"),
+    ),
+    "race": Gated(
+        r"\b(?:race|races|racial|ethnicity|ethnicities|ethnic(?: group| background| origin)?|skin colou?r|heritage)\b",
+        tokens("race races racial ethnicity ethnicities ethnic skin heritage"),
+    ),
+    "emotion": Gated(
+        r"\b(?:emotions?|emotional|feel|feels|feeling|feelings|moods?|expressions?|look like|vibe"
+        r"|how (?:does|do|is|are) (?:\w+ ){1,3}?(?:look|looking|seem|doing))\b",
+        tokens(
+            "emotion emotions emotional feel feels feeling feelings mood moods expression expressions like vibe how"
+        ),
+    ),
+}
+_GENDER_ASKED = Gated(
+    r"\b(?:an?) (man|woman|boy|girl|guy|lady|gentleman|male|female)\b|\b(male|female)\s*$", tokens("a an male female")
+)
+_EMOTION_ASKED = Gated(rf"\b({alternatives(V.emotions)})\b", tokens(*V.emotions))
+_RACE_ASKED = Gated(rf"\b({alternatives(V.races)})\b", tokens(*V.races))
+_PLURAL_ATTRIBUTE = Gated(
+    r"\b(?:ages|genders|emotions|expressions|races|ethnicities|feelings|moods)\b",
+    tokens("ages genders emotions expressions races ethnicities feelings moods"),
+)
+_TOPICS = {topic: Gated(rf"\b(?:{alternatives(words)})\b", tokens(*words)) for topic, words in V.not_visible.items()}
+_BLANKED = ("same", "same_age", "count")
+_YES_NO = re.compile(r"^(?:and |so |ok |then )?(?:is|are|does|do|did|can|could|was|were|has|have|will|would|am)\b")
+# Words that carry no question of their own: a follow-up made only of these and referring words
+# ("and the one on the right?") continues the previous question.
+FILLER = tokens(
+    "and what about how so ok okay then now also the a an of in on at to is are was one ones for please too "
+    "as well same question again person people face faces photo picture image there here this that it"
+)
+
+
+@dataclass
+class Question:
+    text: str  # normalised
+    cues: frozenset[str]  # names of CUES found
+    attributes: list[str]  # attributes asked about, in ATTRIBUTE_FIELDS order
+    asked: dict[str, str]  # yes/no: attribute -> label ("is she smiling?" -> emotion: Happiness)
+    referent: Referent
+    topic: str  # what faces cannot show, if the question names it ("clothing", "hair" ...)
+    leftover: frozenset[str]  # words read neither as a cue, an attribute nor a referring word
+    yes_no: bool  # "is she smiling?", "are they the same person?"
+
+    def has(self, cue: str) -> bool:
+        return cue in self.cues
+
+
+def read(text: str) -> Question:
+    """Read one normalised question."""
+    t = Reading(text)
+    cues = frozenset(name for name, rx in CUES.items() if t.find(rx))
+    attributes = [a for a in ATTRIBUTE_FIELDS if t.find(ASKS[a])]
+    for name in _BLANKED:
+        if name in cues:
+            t.take(CUES[name], every=True)
+    for attribute in ("age", "gender", "race"):
+        if attribute in attributes:
+            t.take(ASKS[attribute], every=True)
+    asked: dict[str, str] = {}
+    if m := t.first(_GENDER_ASKED):
+        word = m.group(1) or m.group(2)
+        asked["gender"] = "Male" if word in ("man", "boy", "guy", "gentleman", "male") else "Female"
+    referent = parse(t.text)
+    if t.find(_PLURAL_ATTRIBUTE):
+        referent.plural = True
+    rest = Reading(_without(t.text, referent))
+    if m := rest.find(_EMOTION_ASKED):
+        asked["emotion"] = V.emotions[m.group(1)]
+    if m := rest.find(_RACE_ASKED):
+        asked["race"] = V.races[m.group(1)]
+    for attribute in asked:
+        if attribute not in attributes:
+            attributes.append(attribute)
+    attributes = [a for a in ATTRIBUTE_FIELDS if a in attributes]
+    topic = next((name for name, rx in _TOPICS.items() if t.find(rx)), "")
+    read_words = {w for phrase in referent.words for w in phrase.split()} | set(referent.unresolved.split())
+    leftover = frozenset(w for w in t.text.split() if w not in read_words and w not in FILLER and not w.isdigit())
+    if cues or attributes:
+        leftover = frozenset()
+    return Question(text, cues, attributes, asked, referent, topic, leftover, bool(_YES_NO.match(text)))
+
+
+def _without(text: str, ref: Referent) -> str:
+    """`text` with the referring phrases blanked: an emotion word inside "the smiling woman" is no yes/no label."""
+    for phrase in ref.words:
+        text = text.replace(phrase, " " * len(phrase), 1)
+    return text
