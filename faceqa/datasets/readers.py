@@ -405,12 +405,8 @@ def read_csv(path: str | Path, columns: dict[str, str], root: str | Path | None 
                          extra={"native": native})
 
 
-def read_built(root: str | Path, split: str = "validation", audit: LabelAudit | None = None) -> Iterator[FaceRecord]:
-    """A dataset written by `faceqa build-dataset`: its single-face rows' crops, once per face.
-
-    The crop travels in `data` (encoded, not decoded); the key is prefixed `built:` so
-    answers about crops are never mistaken, in a shared cache, for answers about originals.
-    """
+def built_rows(root: str | Path, split: str, columns: list[str]) -> Iterator[tuple[Path, list[dict[str, Any]]]]:
+    """A built dataset's split as (shard, a batch of its rows with `columns`), shard after shard."""
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -418,17 +414,27 @@ def read_built(root: str | Path, split: str = "validation", audit: LabelAudit | 
     shards = sorted((Path(root) / split).glob("*.parquet"))
     if not shards:
         raise FileNotFoundError(f"{Path(root) / split}: no Parquet shards (a `faceqa build-dataset` output?)")
-    seen: set[str] = set()
     for shard in shards:
-        for batch in pq.ParquetFile(shard).iter_batches(columns=["image", "faces"], batch_size=256):
-            for row in batch.to_pylist():
-                if len(row["faces"]) != 1 or row["faces"][0]["key"] in seen:
-                    continue  # collages have no single subject; other tasks repeat the same crop
-                face = row["faces"][0]
-                seen.add(face["key"])
-                labels = {a: face[a] for a in ATTRIBUTES if face.get(a)}
-                yield FaceRecord(shard, f"built:{face['key']}", face["source"], split, labels,
-                                 data=row["image"]["bytes"])
+        for batch in pq.ParquetFile(shard).iter_batches(columns=columns, batch_size=256):
+            yield shard, batch.to_pylist()
+
+
+def read_built(root: str | Path, split: str = "validation", audit: LabelAudit | None = None) -> Iterator[FaceRecord]:
+    """A dataset written by `faceqa build-dataset`: its single-face rows' crops, once per face.
+
+    The crop travels in `data` (encoded, not decoded); the key is prefixed `built:` so
+    answers about crops are never mistaken, in a shared cache, for answers about originals.
+    """
+    seen: set[str] = set()
+    for shard, rows in built_rows(root, split, ["image", "faces"]):
+        for row in rows:
+            if len(row["faces"]) != 1 or row["faces"][0]["key"] in seen:
+                continue  # collages have no single subject; other tasks repeat the same crop
+            face = row["faces"][0]
+            seen.add(face["key"])
+            labels = {a: face[a] for a in ATTRIBUTES if face.get(a)}
+            yield FaceRecord(shard, f"built:{face['key']}", face["source"], split, labels,
+                             data=row["image"]["bytes"])
 
 
 FORMATS = ("fairface", "utkface", "affectnet", "rafdb", "csv", "imagefolder", "built")

@@ -68,3 +68,45 @@ def write_fairface_layout(root: str | Path, per_split: dict[str, int], size: int
                 writer.writerow([name, c.age, c.gender, c.race, "True"])
     return root
 
+
+
+@dataclass(frozen=True)
+class SyntheticExpression:
+    colour: tuple[int, int, int]
+    code: int  # AffectNet's expression code
+    action_units: dict[str, float]  # its EMFACS prototype's units, as an AU-annotated dataset gives them
+
+
+EXPRESSIONS = (
+    SyntheticExpression((215, 40, 40), 1, {"AU6": 0.7, "AU12": 0.9}),  # Happy
+    SyntheticExpression((40, 170, 60), 2, {"AU1": 0.6, "AU4": 0.5, "AU15": 0.8}),  # Sad
+    SyntheticExpression((45, 80, 215), 3, {"AU1": 0.8, "AU2": 0.8, "AU5": 0.6, "AU26": 0.7}),  # Surprise
+    SyntheticExpression((225, 200, 40), 6, {"AU4": 0.9, "AU5": 0.5, "AU7": 0.6, "AU23": 0.7}),  # Anger
+)
+
+
+def write_affectnet_layout(root: str | Path, per_split: dict[str, int], size: int = 64, seed: int = 0) -> Path:
+    """AffectNet's release layout with AU columns: `Manually_Annotated_Images/`, `training.csv`, `validation.csv`.
+
+    Expressions are colours as in the FairFace layout; each row's AU columns are its
+    expression's prototype, so the dataset builder writes Exp-CoT targets for it.
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    images = root / "Manually_Annotated_Images"
+    images.mkdir(parents=True, exist_ok=True)
+    columns = sorted({au for e in EXPRESSIONS for au in e.action_units}, key=lambda au: int(au[2:]))
+    for split, count in per_split.items():
+        table = {"train": "training.csv", "val": "validation.csv"}[split]
+        with open(root / table, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["subDirectory_filePath", "expression", *columns])
+            for i in range(count):
+                e = EXPRESSIONS[i % len(EXPRESSIONS)]
+                name = f"{split}_{i + 1}.jpg"
+                if not (images / name).exists():
+                    pixels = np.clip(synthetic_image(0, rng, size).astype(np.float32) / np.asarray(CLASSES[0].colour)
+                                     * np.asarray(e.colour), 0, 255).astype(np.uint8)
+                    Image.fromarray(pixels).save(images / name, quality=95)
+                writer.writerow([name, e.code, *(e.action_units.get(au, 0.0) for au in columns)])
+    return root

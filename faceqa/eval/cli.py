@@ -23,10 +23,12 @@ console = Console(stderr=True, soft_wrap=True)
 
 
 def _parse_tasks(text: str) -> tuple[str, ...]:
+    from faceqa.eval.skills import SKILLS
+
     tasks = tuple(t.strip() for t in text.split(",") if t.strip())
-    unknown = [t for t in tasks if t not in TASKS]
+    unknown = [t for t in tasks if t not in TASKS + SKILLS]
     if unknown or not tasks:
-        raise typer.BadParameter(f"unknown task(s) {', '.join(unknown) or '(none)'}; use {', '.join(TASKS)}")
+        raise typer.BadParameter(f"unknown task(s) {', '.join(unknown) or '(none)'}; use {', '.join(TASKS + SKILLS)}")
     return tasks
 
 
@@ -127,14 +129,17 @@ def run(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Run a model over a labelled dataset; resumable: run it again after an interruption."""
-    from faceqa.eval import mcq_cli
+    from faceqa.eval import cli_runs
     from faceqa.eval.evaluate import EvalConfig, evaluate
     from faceqa.eval.runner import EndpointFailing
 
     facexbench = format == "facexbench"  # multiple-choice questions, not labelled faces: own reader and report
     config = EvalConfig(_parse_tasks(tasks), limit, concurrency, seed, bootstrap, min_group_size, plots, progress)
+    if cli_runs.skills_requested(config.tasks, format):
+        cli_runs.run_skills(dataset, out, config, endpoint, model, api_key, prompt_style, max_tokens, split, cache)
+        return
     try:
-        predictor = (mcq_cli.mcq_predictor(engine, endpoint, model, api_key, max_tokens) if facexbench else
+        predictor = (cli_runs.mcq_predictor(engine, endpoint, model, api_key, max_tokens) if facexbench else
                      _predictor(engine, endpoint, model, api_key, transformers, adapter, prompt_style, max_tokens))
     except ValueError as error:
         console.print(f"[red]error:[/red] {error}")
@@ -146,7 +151,7 @@ def run(
     info = {"name": dataset_name or dataset.name, "format": format, "path": str(dataset), "split": split}
     try:
         if facexbench:
-            report = mcq_cli.evaluate_facexbench(dataset, predictor, out, config, dataset_name, card, cache)
+            report = cli_runs.evaluate_facexbench(dataset, predictor, out, config, dataset_name, card, cache)
         else:
             report = evaluate(records, predictor, out, config, dataset=info, model=card, cache_path=cache,
                               audit=audit)
@@ -159,7 +164,7 @@ def run(
         raise typer.Exit(1) from None
     finally:
         predictor.close()
-    console.print(mcq_cli.table(report) if facexbench else _summary(report))
+    console.print(cli_runs.table(report) if facexbench else _summary(report))
     stats = report["run"]
     console.print(f"calls made {stats['calls']}, cached {stats['cached']}, failed {stats['failed']}; "
                   f"report {out / 'report.json'}, card {out / 'model_card.md'}")
