@@ -24,7 +24,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
                   "--window-size=1500,1100"]
 MESSAGES = '[data-testid="stChatMessage"]'
-HIGHLIGHT = (255, 190, 0)  # faceqa.app.draw.HIGHLIGHT
+HIGHLIGHT = (255, 190, 0)  # faceqa.vlm.marks.HIGHLIGHT, the drawing the page shows
 PLAIN = (64, 160, 255)
 TRACEBACK_SIGNS = ("Traceback", 'File "', ".py", "/work/", "site-packages", "Error:")
 
@@ -210,6 +210,24 @@ def test_the_highlighted_photo_stays_in_view_through_a_conversation(page_url, br
 
     assert not any(sign in page.text() for sign in TRACEBACK_SIGNS)
     assert browser.save_screenshot(str(ARTIFACTS / "chat_page_details.png"))
+
+
+def test_two_photos_switch_with_tabs_that_follow_the_answer(page_url, browser, examples, group_report):
+    page = Page(browser, page_url)
+    page.upload(examples / "group.jpg", examples / "astronaut.png")
+    page.wait.until(lambda b: "(photo 2)" in page.text())
+    page.idle()
+    selected = '[role="tab"][aria-selected="true"]'
+    assert [tab.text for tab in page.find(selected)] == ["Photo 2"]  # the photo just added
+    page.ask("Explain the expression of person 3 in photo 1", "Person 3 in photo 1")
+    assert [tab.text for tab in page.find(selected)] == ["Photo 1"]
+    photo = page.photo(highlighted="highlighted: person 3")
+    assert browser.execute_script(IN_VIEW, photo)
+    assert _close(browser.execute_script(PIXEL, photo, *_top_edge(group_report.faces[2])), HIGHLIGHT)
+    page.ask("How old is the person in photo 2?", "photo 2")
+    assert [tab.text for tab in page.find(selected)] == ["Photo 2"]
+    assert "astronaut.png" in page.photo(highlighted="highlighted: person 1").find_element(
+        "xpath", "./ancestor::*[@data-testid='stImage']").text
 
 
 def test_a_broken_upload_gets_a_friendly_message_and_no_traceback(page_url, browser, examples, tmp_path):
