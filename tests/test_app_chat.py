@@ -161,11 +161,16 @@ def test_questions_before_a_photo_and_bad_uploads_get_friendly_messages(page):
     Image.new("RGB", (320, 240), "grey").save(blank, "PNG")
     bomb = io.BytesIO()
     Image.new("L", (9000, 5000)).save(bomb, "PNG")
-    upload(page, ("notes.jpg", b"this is a text file"), ("wall.png", blank.getvalue()), ("huge.png", bomb.getvalue()))
-    replies = [m.markdown[0].value for m in page.chat_message[-3:]]
+    strip = io.BytesIO()
+    Image.new("RGB", (24000, 6), "white").save(strip, "PNG")
+    upload(page, ("notes.jpg", b"this is a text file"), ("wall.png", blank.getvalue()), ("huge.png", bomb.getvalue()),
+           ("strip.png", strip.getvalue()))
+    replies = [m.markdown[0].value for m in page.chat_message[-4:]]
     assert "can't use **notes.jpg**" in replies[0] and "not an image" in replies[0]
     assert "couldn't find any face in **wall.png**" in replies[1]
     assert "can't use **huge.png**" in replies[2] and "pixel limit" in replies[2]
+    assert "can't use **strip.png**" in replies[3] or "couldn't find any face in **strip.png**" in replies[3]
+    assert "went wrong" not in "".join(replies)  # each one a reason, not the error boundary's apology
     assert not page.exception and not page.dataframe  # no face, no table
 
 
