@@ -156,6 +156,16 @@ class Page:
 
         return self.wait.until(loaded)
 
+    def in_view(self, element, what: str) -> None:
+        """`element` comes to rest inside the viewport (the page scrolls itself to the latest answer)."""
+        from selenium.common.exceptions import TimeoutException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        try:
+            WebDriverWait(self.browser, 20).until(lambda b: b.execute_script(IN_VIEW, element))
+        except TimeoutException:
+            pytest.fail(f"{what} is not in view")
+
     def upload(self, *paths: Path) -> None:
         self.wait.until(lambda b: self.find("input[type=file]"))[0].send_keys("\n".join(map(str, paths)))
 
@@ -188,8 +198,8 @@ def test_the_highlighted_photo_stays_in_view_through_a_conversation(page_url, br
     assert "Key observations" not in reply  # the detail is in the expander, not the reply
 
     photo = page.photo(highlighted="highlighted: person 3")
-    assert browser.execute_script(IN_VIEW, photo), "the photo scrolled out of view"
-    assert browser.execute_script(IN_VIEW, page.find(MESSAGES)[-1]), "the latest answer is not in view"
+    page.in_view(page.find(MESSAGES)[-1], "the latest answer")
+    page.in_view(photo, "the photo with the highlighted face")
     third, first = group_report.faces[2], group_report.faces[0]
     assert _close(browser.execute_script(PIXEL, photo, *_top_edge(third)), HIGHLIGHT)
     assert _close(browser.execute_script(PIXEL, photo, *_top_edge(first)), PLAIN)
@@ -200,7 +210,7 @@ def test_the_highlighted_photo_stays_in_view_through_a_conversation(page_url, br
     page.wait.until(lambda b: "Key observations" in page.find(MESSAGES)[-1].text)  # the detail, once opened
     assert page.find(MESSAGES)[-1].find_elements("css selector", '[data-testid="stDataFrame"]')
     assert page.find(MESSAGES)[-1].find_elements("css selector", '[data-testid="stVegaLiteChart"]')
-    assert browser.execute_script(IN_VIEW, page.photo(highlighted="highlighted: person 3"))
+    page.in_view(page.photo(highlighted="highlighted: person 3"), "the photo, with the details open,")
 
     page.click("Download the face reports (JSON)")
     saved = downloads / "group.faces.json"
@@ -222,7 +232,7 @@ def test_two_photos_switch_with_tabs_that_follow_the_answer(page_url, browser, e
     page.ask("Explain the expression of person 3 in photo 1", "Person 3 in photo 1")
     assert [tab.text for tab in page.find(selected)] == ["Photo 1"]
     photo = page.photo(highlighted="highlighted: person 3")
-    assert browser.execute_script(IN_VIEW, photo)
+    page.in_view(photo, "the photo the answer is about")
     assert _close(browser.execute_script(PIXEL, photo, *_top_edge(group_report.faces[2])), HIGHLIGHT)
     page.ask("How old is the person in photo 2?", "photo 2")
     assert [tab.text for tab in page.find(selected)] == ["Photo 2"]
@@ -262,8 +272,8 @@ def test_phone_width_puts_the_photo_first_and_keeps_it_in_view(page_url, browser
         page.ask("How old is the person on the left?", "Person 1")
         page.ask("Explain his expression step by step", "Person 1")
         photo = page.photo(highlighted="highlighted: person 1")
-        assert browser.execute_script(IN_VIEW, photo), "the photo scrolled out of view"
-        assert browser.execute_script(IN_VIEW, page.find(MESSAGES)[-1]), "the latest answer is not in view"
+        page.in_view(page.find(MESSAGES)[-1], "the latest answer")
+        page.in_view(photo, "the photo with the highlighted face")
         top_of = "return arguments[0].getBoundingClientRect().top"
         assert browser.execute_script(top_of, photo) < browser.execute_script(top_of, page.find(MESSAGES)[-1])
         assert browser.execute_script("return document.documentElement.scrollWidth <= innerWidth")
