@@ -24,3 +24,14 @@ def engine():
 @pytest.fixture(scope="session")
 def group_report(engine):
     return engine.analyze(EXAMPLES / "group.jpg")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One small local Ray instance for every Ray test of the run (starting one costs ~10-20 s)."""
+    from faceqa.cluster import RaySettings, connect
+
+    settings = RaySettings(workers=2, num_cpus=2, object_store_mb=256)
+    ray = connect(settings)
+    yield settings
+    ray.shutdown()

@@ -120,3 +120,63 @@ def test_concurrency_really_overlaps_calls(tmp_path):
     with PredictionCache(tmp_path / "p.jsonl") as cache:
         stats = run_predictions(items(16), ["gender"], Meeting(), cache, concurrency=8, progress=False)
     assert stats.calls == 16 and stats.failed == 0
+
+
+def test_a_row_listed_twice_is_asked_once(tmp_path):
+    data = items(3)
+    predictor = Counting()
+    with PredictionCache(tmp_path / "p.jsonl") as cache:
+        stats = run_predictions([*data, data[1]], ["gender"], predictor, cache, progress=False)
+    assert sorted(predictor.calls) == sorted((i.key, "gender") for i in data)
+    assert stats.skipped["duplicate row"] == 1
+
+
+def test_a_row_listed_twice_is_scored_once(tmp_path):
+    from faceqa.eval.evaluate import EvalConfig, evaluate
+
+    data = items(6)
+    report = evaluate([*data, *data[:2]], Counting(), tmp_path / "run",
+                      EvalConfig(tasks=("gender",), bootstrap=10, plots=False, progress=False))
+    assert report["tasks"]["gender"]["n"] == 6 and report["dataset"]["duplicate_rows"] == 2
+
+
+class Broken(Counting):
+    def predict(self, item, task):
+        super().predict(item, task)
+        if item.key == "t:2.jpg":
+            raise KeyError("a field this row lacks")
+        return Prediction("Male", 0.01)
+
+
+def test_an_input_error_is_recorded_as_failed_not_retried_forever_and_retried_on_request(tmp_path):
+    data = items(4)
+    first = Broken()
+    with PredictionCache(tmp_path / "p.jsonl") as cache:
+        stats = run_predictions(data, ["gender"], first, cache, progress=False)
+    assert (stats.calls, stats.errors, stats.failed) == (3, 1, 0)
+    second = Broken()
+    with PredictionCache(tmp_path / "p.jsonl") as cache:
+        run_predictions(data, ["gender"], second, cache, progress=False)
+        assert cache.get("t:2.jpg", "gender", "counting")["error_kind"] == "failed"
+    assert second.calls == []
+    third = Broken()
+    with PredictionCache(tmp_path / "p.jsonl") as cache:
+        run_predictions(data, ["gender"], third, cache, progress=False, retry_failed=True)
+    assert third.calls == [("t:2.jpg", "gender")]
+
+
+def test_a_cache_line_without_a_label_is_asked_again_not_counted_unanswered(tmp_path):
+    from faceqa.eval.evaluate import score
+
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"image": "t:0.jpg", "task": "gender", "model": "counting", "latency": 0.1}\n'
+                    '{"image": "t:1.jpg", "task": "gender", "model": "counting", "label": "Male"}\n')
+    predictor = Counting()
+    with PredictionCache(path) as cache:
+        assert cache.get("t:0.jpg", "gender", "counting") is None
+        run_predictions(items(2), ["gender"], predictor, cache, progress=False)
+        rows, _ = score(items(2), ["gender"], cache, "counting")
+    assert predictor.calls == [("t:0.jpg", "gender")]
+    assert [row.pred for row in rows] == ["Male", "Male"]
+    with PredictionCache(path) as cache:  # the new answer wins over the old line on the next load too
+        assert cache.get("t:0.jpg", "gender", "counting")["label"] == "Male"

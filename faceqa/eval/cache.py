@@ -3,6 +3,10 @@
 An interrupted run loses at most the line being written: every append is flushed,
 and on open a torn last line (no newline, or not JSON) is cut off so the next
 append starts clean. A re-run finds every finished answer here and calls nothing twice.
+
+A line is an answer (it has `label`, None when unanswered) or an error (`error`). A
+line with neither, such as one edited by hand, is no answer at all: it is skipped with
+a warning and the item is asked again, never silently counted as unanswered.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ class PredictionCache:
         if not self.path.exists():
             return
         data = self.path.read_bytes()
-        good_end = 0
+        good_end = skipped = 0
         for line in data.splitlines(keepends=True):
             try:
                 entry = json.loads(line)
@@ -46,11 +50,17 @@ class PredictionCache:
                 # A complete JSON object whose newline was never written: keep it, finish the line.
                 with self.path.open("ab") as handle:
                     handle.write(b"\n")
-            self._entries[key] = entry
             good_end += len(line)
+            if "label" not in entry and not entry.get("error"):
+                skipped += 1
+                continue
+            self._entries[key] = entry
         if good_end < len(data):
             with self.path.open("r+b") as handle:
                 handle.truncate(good_end)
+        if skipped:
+            log.warning("%s: %d lines hold neither a label nor an error; those items will be asked again",
+                        self.path, skipped)
 
     def get(self, image: str, task: str, model: str) -> dict[str, Any] | None:
         return self._entries.get((image, task, model))

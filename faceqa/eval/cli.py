@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -64,10 +65,17 @@ def _records(path: Path, format: str, split: str | None, columns: str | None, at
     return (r for r in records if split is None or r.split == split)
 
 
-def _predictor(engine: bool, endpoint: str | None, model: str | None, api_key: str, transformers: Path | None,
-               adapter: Path | None, style: str, max_tokens: int) -> Predictor:
+def _check_choice(engine: bool, endpoint: str | None, model: str | None, transformers: Path | None) -> None:
     if engine + bool(endpoint) + bool(transformers) != 1:
         raise typer.BadParameter("choose one model: --engine, --endpoint URL with --model NAME, or --transformers DIR")
+    if endpoint and not model:
+        raise typer.BadParameter("--endpoint needs --model (the served model's name, e.g. from /v1/models)")
+
+
+def _predictor(engine: bool, endpoint: str | None, model: str | None, api_key: str, transformers: Path | None,
+               adapter: Path | None, style: str, max_tokens: int) -> Predictor:
+    """The chosen model as a predictor; with --ray, each actor calls this to build its own."""
+    _check_choice(engine, endpoint, model, transformers)
     if transformers:
         from faceqa.eval.backend_predictor import VLMBackendPredictor
         from faceqa.vlm.transformers_backend import TransformersBackend
@@ -78,8 +86,6 @@ def _predictor(engine: bool, endpoint: str | None, model: str | None, api_key: s
         from faceqa.eval.engine_predictor import EngineVsLabels
 
         return EngineVsLabels()
-    if not model:
-        raise typer.BadParameter("--endpoint needs --model (the served model's name, e.g. from /v1/models)")
     from faceqa.eval.openai_predictor import OpenAIEndpointPredictor
 
     return OpenAIEndpointPredictor(endpoint, model, api_key=api_key, style=style, max_tokens=max_tokens)
@@ -127,21 +133,43 @@ def run(
     training_data: Annotated[str | None, typer.Option(help="Training data for the card.")] = None,
     plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    retry_failed: Annotated[bool, typer.Option(help="Ask again the inputs an earlier run recorded as failed.")]
+    = False,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", help="Run the predictions on Ray actors: `local` or a cluster address (head:6379); needs the "
+                      "ray extra. Images and checkpoints must be on storage every node mounts.")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Ray actors, each with its own model "
+                                         "or client; --concurrency is split among them.")] = 2,
 ) -> None:
     """Run a model over a labelled dataset; resumable: run it again after an interruption."""
+    from faceqa.cluster import RayMissing
     from faceqa.eval import cli_runs
     from faceqa.eval.evaluate import EvalConfig, evaluate
     from faceqa.eval.runner import EndpointFailing
 
     facexbench = format == "facexbench"  # multiple-choice questions, not labelled faces: own reader and report
-    config = EvalConfig(_parse_tasks(tasks), limit, concurrency, seed, bootstrap, min_group_size, plots, progress)
+    config = EvalConfig(_parse_tasks(tasks), limit, concurrency, seed, bootstrap, min_group_size, plots, progress,
+                        retry_failed)
     if cli_runs.skills_requested(config.tasks, format):
+        if ray:
+            raise typer.BadParameter("--ray runs labelled-face evaluations; skill tasks run in this process")
         cli_runs.run_skills(dataset, out, config, endpoint, model, api_key, prompt_style, max_tokens, split, cache)
         return
+    factory = partial(_predictor, engine, endpoint, model, api_key, transformers, adapter, prompt_style, max_tokens)
     try:
-        predictor = (cli_runs.mcq_predictor(engine, endpoint, model, api_key, max_tokens) if facexbench else
-                     _predictor(engine, endpoint, model, api_key, transformers, adapter, prompt_style, max_tokens))
-    except ValueError as error:
+        if facexbench:
+            if ray:
+                raise typer.BadParameter("--ray runs labelled-face evaluations; facexbench runs in this process")
+            predictor: Predictor = cli_runs.mcq_predictor(engine, endpoint, model, api_key, max_tokens)
+        elif ray:
+            from faceqa.cluster import RaySettings
+            from faceqa.eval.ray_predictor import RayPredictor
+
+            _check_choice(engine, endpoint, model, transformers)
+            predictor = RayPredictor(factory, RaySettings(address=ray, workers=workers), concurrency)
+        else:
+            predictor = factory()
+    except (ValueError, RayMissing) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from None
     audit = LabelAudit()
@@ -170,6 +198,9 @@ def run(
                   f"report {out / 'report.json'}, card {out / 'model_card.md'}")
     if stats["failed"]:
         console.print(f"[yellow]{stats['failed']} calls failed and were left out; run again to retry them.[/yellow]")
+    if stats["errors"]:
+        console.print(f"[yellow]{stats['errors']} inputs raised an error and were recorded as failed; "
+                      "--retry-failed asks them again.[/yellow]")
 
 
 @app.command()

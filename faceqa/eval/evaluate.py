@@ -36,6 +36,7 @@ class EvalConfig:
     min_group_size: int = 30
     plots: bool = True
     progress: bool = True
+    retry_failed: bool = False  # ask again the inputs an earlier run recorded as failed
 
 
 def comparable(items: Sequence[FaceRecord], task: str) -> list[str]:
@@ -97,6 +98,16 @@ def build_report(items: Sequence[FaceRecord], rows: Sequence[Scored], unusable: 
     }
 
 
+def _unique(items: Iterable[FaceRecord]) -> tuple[list[FaceRecord], int]:
+    """Items by key, first wins: a row listed twice is predicted and scored once; and how many repeats."""
+    unique: dict[str, FaceRecord] = {}
+    repeats = 0
+    for item in items:
+        repeats += item.key in unique
+        unique.setdefault(item.key, item)
+    return list(unique.values()), repeats
+
+
 def evaluate(items: Iterable[FaceRecord], predictor: Predictor, out_dir: str | Path, config: EvalConfig,
              dataset: dict[str, Any] | None = None, model: dict[str, Any] | None = None,
              cache_path: str | Path | None = None, audit: LabelAudit | None = None) -> dict[str, Any]:
@@ -105,10 +116,12 @@ def evaluate(items: Iterable[FaceRecord], predictor: Predictor, out_dir: str | P
     from faceqa.eval.plots import write_plots
 
     out = Path(out_dir)
-    items = list(islice(items, config.limit))
-    dataset = {**(dataset or {}), **({"label_audit": audit.summary()} if audit is not None else {})}
+    items, repeats = _unique(islice(items, config.limit))
+    dataset = {**(dataset or {}), "duplicate_rows": repeats,
+               **({"label_audit": audit.summary()} if audit is not None else {})}
     with PredictionCache(cache_path or out / "predictions.jsonl") as cache:
-        stats = run_predictions(items, config.tasks, predictor, cache, config.concurrency, config.progress)
+        stats = run_predictions(items, config.tasks, predictor, cache, config.concurrency, config.progress,
+                                config.retry_failed)
         rows, unusable = score(items, config.tasks, cache, predictor.name)
     report = build_report(items, rows, unusable, config, {**predictor.describe(), **(model or {})},
                           dataset, stats)

@@ -45,6 +45,13 @@ class OpenAIEndpointPredictor(Predictor):
         return {"name": self.name, "kind": "OpenAI-compatible chat endpoint", "model": self.model,
                 "endpoint": str(self.client.base_url)}
 
+    def is_transient(self, error: Exception) -> bool:
+        """No connection, a timeout, 429 or 5xx: the server's moment, not the input; a 4xx refuses the input."""
+        import openai
+
+        return isinstance(error, openai.APIConnectionError | openai.RateLimitError | openai.InternalServerError) \
+            or super().is_transient(error)
+
     def predict(self, item: FaceRecord, task: str) -> Prediction:
         from openai.types.chat import ChatCompletion
 

@@ -82,5 +82,9 @@ class Predictor(ABC):
         """Model details for the model card: what it is, where it comes from, its licences."""
         return {"name": self.name}
 
+    def is_transient(self, error: Exception) -> bool:
+        """Whether `error` is the call's fault (retry it next run) rather than this input's (record it)."""
+        return isinstance(error, OSError | TimeoutError)
+
     def close(self) -> None:  # noqa: B027 - optional hook, most predictors hold nothing
         """Release clients or models."""

@@ -1,10 +1,19 @@
 """Runs a predictor over (item, task) jobs on a thread pool, recording each answer as it arrives.
 
 Workers write to the cache themselves, so on Ctrl-C the calls already in flight are
-still saved and a resumed run repeats none of them. A failed call (timeout, refused
-connection) is not cached: it is reported and retried by the next run. An input the
-predictor cannot use at all (`UnusableInput`) is cached as an error so it is not
-retried, and kept out of the metrics.
+still saved and a resumed run repeats none of them. What goes wrong is told apart by
+who is at fault:
+
+- the call (`predictor.is_transient`: timeout, refused connection, a 5xx): not cached,
+  reported, retried by the next run;
+- the input: `UnusableInput` (unreadable image, missing file) is cached with
+  `error_kind: unusable`, never retried; any other error this input raised is cached
+  with `error_kind: failed`, so it is not retried on every run forever, and
+  `retry_failed` (`eval run --retry-failed`) tries those again.
+
+Both kinds are kept out of the metrics. A row seen twice (same image key) is asked once.
+The predictor may run anywhere: `RayPredictor` sends each call to a Ray actor, so the
+same loop, cache and report serve a distributed run.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from tqdm import tqdm
 from faceqa.datasets.readers import FaceRecord
 from faceqa.eval.cache import PredictionCache
 from faceqa.eval.predictor import Predictor, UnusableInput
+from faceqa.eval.ray_predictor import RemoteFailure
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +48,8 @@ class RunStats:
     jobs: int = 0
     cached: int = 0
     calls: int = 0
-    failed: int = 0
+    failed: int = 0  # transient failures: not cached, retried next run
+    errors: int = 0  # input errors cached as failed (retried with retry_failed)
     unusable: int = 0
     wall_seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
@@ -50,28 +61,36 @@ class RunStats:
 
 def plan_jobs(items: Iterable[FaceRecord], tasks: Sequence[str], predictor: Predictor,
               stats: RunStats) -> list[tuple[FaceRecord, str]]:
-    """Every (item, task) that has a ground-truth label and that the predictor can answer."""
-    jobs = []
+    """Every (item, task) that has a ground-truth label and that the predictor can answer, once."""
+    jobs, seen = [], set()
     for item in items:
         for task in tasks:
-            if task not in item.labels:
+            if (item.key, task) in seen:
+                stats.skipped["duplicate row"] += 1
+            elif task not in item.labels:
                 stats.skipped[f"{task}: no ground truth"] += 1
             elif task not in predictor.tasks:
                 stats.skipped[f"{task}: not answered by {predictor.name}"] += 1
             else:
+                seen.add((item.key, task))
                 jobs.append((item, task))
     return jobs
 
 
+def _to_do(entry: dict | None, retry_failed: bool) -> bool:
+    return entry is None or (retry_failed and entry.get("error_kind") == "failed")
+
+
 def run_predictions(items: Iterable[FaceRecord], tasks: Sequence[str], predictor: Predictor,
-                    cache: PredictionCache, concurrency: int = 1, progress: bool = True) -> RunStats:
+                    cache: PredictionCache, concurrency: int = 1, progress: bool = True,
+                    retry_failed: bool = False) -> RunStats:
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     stats = RunStats()
     started = time.perf_counter()
     jobs = plan_jobs(items, tasks, predictor, stats)
     stats.jobs = len(jobs)
-    todo = [(item, task) for item, task in jobs if (item.key, task, predictor.name) not in cache]
+    todo = [(item, task) for item, task in jobs if _to_do(cache.get(item.key, task, predictor.name), retry_failed)]
     stats.cached = len(jobs) - len(todo)
     lock = threading.Lock()
     consecutive = 0
@@ -83,15 +102,20 @@ def run_predictions(items: Iterable[FaceRecord], tasks: Sequence[str], predictor
         try:
             prediction = predictor.predict(item, task)
         except UnusableInput as error:
-            cache.put({**entry, "error": str(error)})
+            cache.put({**entry, "error": str(error), "error_kind": "unusable"})
             with lock:
                 stats.unusable += 1
             return
-        except Exception as error:  # a failed call: reported, not cached, retried next run
+        except Exception as error:
+            transient = predictor.is_transient(error)
+            text = str(error) if isinstance(error, RemoteFailure) else f"{type(error).__name__}: {error}"
+            if not transient:  # this input's own error: recorded, so the next run does not ask again
+                cache.put({**entry, "error": text, "error_kind": "failed"})
             with lock:
-                stats.failed += 1
+                stats.failed += transient
+                stats.errors += not transient
                 consecutive += 1
-                last_failure = f"{item.key} [{task}]: {type(error).__name__}: {error}"
+                last_failure = f"{item.key} [{task}]: {text}"
                 if len(stats.failures) < MAX_EXAMPLES:
                     stats.failures.append(last_failure)
             return
@@ -121,4 +145,7 @@ def run_predictions(items: Iterable[FaceRecord], tasks: Sequence[str], predictor
         stats.wall_seconds = time.perf_counter() - started
     if stats.failed:
         log.warning("%d calls failed and were not cached (re-run to retry): %s", stats.failed, stats.failures)
+    if stats.errors:
+        log.warning("%d inputs raised an error, recorded as failed (--retry-failed tries them again): %s",
+                    stats.errors, stats.failures)
     return stats

@@ -1,18 +1,19 @@
 """`faceqa build-dataset`: labelled face datasets in, an instruction dataset of Q&A about faces out.
 
-    readers (stream FaceRecords) -> worker processes (decode, crop, hash, Q&A text)
-      -> this process, in input order: drop near duplicates, make collages, fill shards
+    readers (stream FaceRecords) -> per-face work (read, decode, crop, hash, Q&A text), here
+      or on Ray actors (`--ray`, ray_stages.py) -> this process, in input order: drop near
+      duplicates, make collages, fill shards
       -> commit shard + manifest line every `shard_size` source rows (see store.py)
 
 Resuming is the same command again: rows the manifest names are skipped before any
 work, and the dedup index is refilled from the manifest, so a resumed build writes
 what an uninterrupted one would have (composites aside: their face pool restarts).
+The same inputs give the same rows on one machine and on Ray, with any number of workers.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import logging
 import random
@@ -26,16 +27,16 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from faceqa.cluster import RaySettings
 from faceqa.datasets.readers import FORMATS, FaceRecord, LabelAudit, read_dataset
 from faceqa.vlm.marks import draw_marks
 
 from .collage import collage, tile_boxes
 from .dedup import NearDuplicateIndex
 from .lengths import target_chars
-from .parallel import ordered_map
 from .store import SETTINGS, SUMMARY, Manifest, Pending, dataset_card, write_atomic
 from .tasks import ATTRIBUTES, Sample, composite_samples, marks_samples, seed_of
-from .worker import Face, FaceJobConfig, Failure, encode_jpeg, init_worker, run_chunk
+from .worker import Face, FaceJobConfig, Failure, encode_jpeg, faces
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,9 @@ class Source:
 class BuildConfig:
     job: FaceJobConfig = field(default_factory=FaceJobConfig)
     dedup_distance: int = 4  # bits; < 0 turns deduplication off
-    processes: int = 1
+    ray: RaySettings | None = None  # None: the per-face work runs in this process
     shard_size: int = 1000  # source rows per commit: bounds memory and the work an interruption loses
-    chunk_size: int = 32  # rows per worker task
+    chunk_size: int = 32  # rows per Ray batch
     composite_every: int = 8  # one collage per this many kept faces of a split; 0: none
     composite_people: tuple[int, int] = (2, 4)
     composite_questions: int = 2
@@ -109,9 +110,7 @@ def run_build(sources: Iterable[Source], out: str | Path, config: BuildConfig, o
     audit = LabelAudit()
     read: dict[str, int] = {}
     records = _fresh(sources, audit, done, read)
-    chunks = _batched(records, config.chunk_size)
-    results = itertools.chain.from_iterable(
-        ordered_map(run_chunk, chunks, config.processes, initializer=init_worker, initargs=(config.job,)))
+    results = _results(records, config)
     builder = _ShardBuilder(config, manifest, index)
     bar = tqdm(results, desc="faces", unit="row", disable=not progress, initial=len(done))
     for result in bar:
@@ -152,7 +151,7 @@ def _check_settings(out: Path, sources: list[Source], config: BuildConfig) -> No
     """A resume must use the settings the build started with, or its shards would disagree."""
     settings = {"sources": [dataclasses.asdict(s) for s in sources],
                 "config": {k: v for k, v in dataclasses.asdict(config).items()
-                           if k not in ("processes", "shard_size", "chunk_size")}}  # safe to change on resume
+                           if k not in ("ray", "shard_size", "chunk_size")}}  # safe to change on resume
     text = json.dumps(settings, indent=2, sort_keys=True, default=str)
     path = out / SETTINGS
     if path.exists():
@@ -181,10 +180,12 @@ def _fresh(sources: list[Source], audit: LabelAudit, done: set[str], read: dict[
             yield record
 
 
-def _batched(items: Iterable, size: int) -> Iterator[list]:
-    iterator = iter(items)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch
+def _results(records: Iterator[FaceRecord], config: BuildConfig) -> Iterator[Face | Failure]:
+    if config.ray is None:
+        return faces(records, config.job)
+    from .ray_stages import faces as ray_faces
+
+    return ray_faces(records, config.job, config.ray, config.chunk_size)
 
 
 class _ShardBuilder:

@@ -52,7 +52,11 @@ def build_dataset(
     = 4,
     composite_every: Annotated[int, typer.Option(help="One multi-person collage per N faces of a split; 0: none.")]
     = 8,
-    processes: Annotated[int, typer.Option("--processes", "-p", help="Worker processes.")] = 1,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", help="Run the per-face work on Ray: `local` (a Ray instance on this machine) or a cluster "
+                      "address (head:6379); needs the ray extra. Default: in this process.")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Ray actors doing the per-face work.")]
+    = 2,
     shard_size: Annotated[int, typer.Option(help="Source rows per committed shard (the resume granularity).")]
     = 1000,
     overwrite: Annotated[bool, typer.Option(help="Delete OUT first instead of resuming.")] = False,
@@ -60,6 +64,8 @@ def build_dataset(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Build an instruction dataset of questions about faces; run it again to resume an interrupted build."""
+    from faceqa.cluster import RayMissing, RaySettings
+
     from .build import BuildConfig, Source, run_build
     from .crop import CropConfig
     from .worker import FaceJobConfig
@@ -72,11 +78,12 @@ def build_dataset(
             raise ValueError(f"unknown task(s) {', '.join(unknown)}; use {', '.join(TASKS)}")
         job = FaceJobConfig(crop=CropConfig(crop, margin, size), tasks=chosen, split=split,
                             val_fraction=val_fraction, seed=seed)
-        config = BuildConfig(job=job, dedup_distance=dedup_distance, processes=processes, shard_size=shard_size,
+        cluster = RaySettings(address=ray, workers=workers) if ray else None
+        config = BuildConfig(job=job, dedup_distance=dedup_distance, ray=cluster, shard_size=shard_size,
                              composite_every=composite_every)
         summary = run_build([Source.parse(d) for d in datasets], out, config, overwrite=overwrite,
                             progress=progress)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, RayMissing) as error:
         console.print(f"[red]error:[/red] {error}", soft_wrap=True)
         raise typer.Exit(2) from None
     _print_summary(summary)

@@ -12,6 +12,11 @@ A commit writes each shard to a temporary name, fsyncs it, renames it into place
 shards no line names: the next run deletes them and redoes their keys. A crash
 mid-line leaves a line that does not parse: it is cut off the same way. So every
 source row is in exactly one committed shard, or in none and done again.
+
+Each line also records its files' sizes; loading checks every committed file against
+them and against its Parquet footer's row count. A shard deleted, truncated or
+rewritten since costs its whole commit: the line is dropped, its other files removed,
+and its source rows are redone, so the summary never counts rows that are not there.
 """
 
 from __future__ import annotations
@@ -103,6 +108,7 @@ class Manifest:
         self.path = self.out / MANIFEST
         self.records: list[dict[str, Any]] = []
         self._load()
+        self._drop_damaged()
         self._remove_orphans()
 
     def _load(self) -> None:
@@ -123,6 +129,38 @@ class Manifest:
             log.warning("%s: cutting off an interrupted last line", self.path)
             with open(self.path, "r+b") as handle:
                 handle.truncate(good_bytes)
+
+    def _drop_damaged(self) -> None:
+        kept = [record for record in self.records if not self._damage(record)]
+        if len(kept) == len(self.records):
+            return
+        self.records = kept
+        write_atomic(self.path, b"".join((json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8") for r in kept))
+
+    def _damage(self, record: dict[str, Any]) -> str:
+        """Why a committed shard's files no longer match its manifest line ("" when they do)."""
+        import pyarrow.parquet as pq
+
+        for relative in record["files"]:
+            path = self.out / relative
+            split = relative.split("/", 1)[0]
+            if not path.is_file():
+                problem = "is missing"
+            elif "sizes" in record and path.stat().st_size != record["sizes"][relative]:
+                problem = f"has {path.stat().st_size} bytes, the manifest says {record['sizes'][relative]}"
+            else:
+                try:
+                    rows = pq.ParquetFile(path).metadata.num_rows
+                except Exception as error:  # a damaged footer: whatever pyarrow raises, the file is unusable
+                    problem = f"is unreadable ({type(error).__name__})"
+                else:
+                    problem = "" if rows == record["rows"].get(split) else \
+                        f"has {rows} rows, the manifest says {record['rows'].get(split)}"
+            if problem:
+                log.warning("%s %s: its shard's %d source rows will be redone", relative, problem,
+                            len(record["keys"]))
+                return problem
+        return ""
 
     def _remove_orphans(self) -> None:
         named = {f for record in self.records for f in record["files"]}
@@ -154,7 +192,8 @@ class Manifest:
                 write_shard(rows, self.out / relative)
                 files.append(relative)
         record = {
-            "shard": shard, "files": files, "keys": pending.keys, "hashes": pending.hashes,
+            "shard": shard, "files": files, "sizes": {f: (self.out / f).stat().st_size for f in files},
+            "keys": pending.keys, "hashes": pending.hashes,
             "rows": {split: len(rows) for split, rows in pending.rows.items() if rows},
             "faces": dict(pending.faces), "tasks": dict(pending.tasks), "dropped": dict(pending.dropped),
             "bad": pending.bad,

@@ -1,13 +1,15 @@
-"""The per-face work of a dataset build, run in worker processes: decode, crop, hash, encode, write Q&A.
+"""The per-face work of a dataset build: read, decode, crop, hash, encode, write Q&A.
 
-Everything that costs CPU per face happens here, so a build scales with processes;
-the parent only deduplicates, makes collages and writes shards. This module
-imports neither `datasets` nor torch, so workers start fast.
+Everything that costs CPU per face happens here, so a build scales with workers: in
+this process (`faces`) or in Ray actors (`ray_stages`), which run the same `FaceJob`.
+The driver only deduplicates, makes collages and writes shards. This module imports
+neither `datasets`, torch nor Ray, so workers start fast.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,7 +75,8 @@ class FaceJob:
         geometric = False
         want_engine_units = ("reasoning" in c.tasks and "emotion" in record.labels and units is None
                              and c.engine_action_units)
-        crop = self.cropper(load_image(record.image), want_action_units=want_engine_units, box=record.box)
+        image = load_image(record.data if record.data is not None else record.image)
+        crop = self.cropper(image, want_action_units=want_engine_units, box=record.box)
         if units is None and crop.action_units is not None:
             units, geometric = crop.action_units, True
         split = assign_split(record.split, record.identity or record.key, c.split, c.val_fraction, c.seed)
@@ -88,14 +91,7 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     return buffer.getvalue()
 
 
-_JOB: FaceJob | None = None
-
-
-def init_worker(config: FaceJobConfig) -> None:
-    global _JOB
-    _JOB = FaceJob(config)
-
-
-def run_chunk(records: list[FaceRecord]) -> list[Face | Failure]:
-    assert _JOB is not None, "init_worker was not called in this process"
-    return [_JOB(record) for record in records]
+def faces(records: Iterable[FaceRecord], config: FaceJobConfig) -> Iterator[Face | Failure]:
+    """The one-machine path: every record's result in input order, models loaded once."""
+    job = FaceJob(config)
+    return map(job, records)
