@@ -88,6 +88,7 @@ def _predictor(engine: bool, endpoint: str | None, model: str | None, api_key: s
         return EngineVsLabels()
     from faceqa.eval.openai_predictor import OpenAIEndpointPredictor
 
+    assert endpoint and model  # _check_choice
     return OpenAIEndpointPredictor(endpoint, model, api_key=api_key, style=style, max_tokens=max_tokens)
 
 

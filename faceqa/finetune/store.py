@@ -207,7 +207,10 @@ class Manifest:
 
     def totals(self) -> dict[str, Any]:
         """Sums over every committed shard: rows, faces per label, tasks, drops."""
-        rows, faces, tasks, dropped = Counter(), Counter(), Counter(), Counter()
+        rows: Counter[str] = Counter()
+        faces: Counter[str] = Counter()
+        tasks: Counter[str] = Counter()
+        dropped: Counter[str] = Counter()
         for record in self.records:
             rows.update(record["rows"])
             faces.update(record["faces"])
