@@ -14,29 +14,14 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 import pytest
+import test_build_dataset
+from test_build_dataset import _config
 
-from faceqa.dev.synthetic import write_fairface_layout
-from faceqa.finetune.build import BuildConfig, Source, run_build
-from faceqa.finetune.crop import CropConfig
+from faceqa.finetune.build import Source, run_build
 from faceqa.finetune.store import Manifest
-from faceqa.finetune.worker import FaceJobConfig
 
-TRUST = FaceJobConfig(crop=CropConfig(mode="trust", size=48), tasks=("attribute", "attributes", "composite"))
-
-
-def _config(**changes) -> BuildConfig:
-    return BuildConfig(**{"job": TRUST, "shard_size": 25, "composite_every": 4, "chunk_size": 8, **changes})
-
-
-@pytest.fixture(scope="module")
-def fairface(tmp_path_factory) -> Path:
-    return write_fairface_layout(tmp_path_factory.mktemp("fairface"), {"train": 96, "val": 24}, size=48)
-
-
-@pytest.fixture(scope="module")
-def one_machine(fairface, tmp_path_factory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("one")
-    return out, run_build([Source.parse(f"fairface={fairface}")], out, _config(), progress=False)
+RAY = {"chunk_size": 8}  # several batches per actor
+fairface, built = test_build_dataset.fairface, test_build_dataset.built  # the one-machine fixtures and build
 
 
 def _files(out: Path) -> dict[str, list[dict]]:
@@ -48,9 +33,9 @@ def _manifest(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
 
 
-def test_ray_writes_exactly_the_shards_and_manifest_of_one_machine(fairface, one_machine, ray_local, tmp_path):
-    out, summary = one_machine
-    ray_summary = run_build([Source.parse(f"fairface={fairface}")], tmp_path / "ray", _config(ray=ray_local),
+def test_ray_writes_exactly_the_shards_and_manifest_of_one_machine(fairface, built, ray_local, tmp_path):
+    out, summary = built
+    ray_summary = run_build([Source.parse(f"fairface={fairface}")], tmp_path / "ray", _config(ray=ray_local, **RAY),
                             progress=False)
     assert {k: v for k, v in ray_summary.items() if k != "output"} == {k: v for k, v in summary.items()
                                                                         if k != "output"}
@@ -59,7 +44,7 @@ def test_ray_writes_exactly_the_shards_and_manifest_of_one_machine(fairface, one
     assert sum(len(rows) for rows in _files(out).values()) > 120  # several rows per face, plus collages
 
 
-def test_an_interrupted_ray_build_resumes_without_duplicates_or_losses(fairface, one_machine, ray_local, tmp_path,
+def test_an_interrupted_ray_build_resumes_without_duplicates_or_losses(fairface, built, ray_local, tmp_path,
                                                                       monkeypatch):
     sources = [Source.parse(f"fairface={fairface}")]
     real_commit = Manifest.commit
@@ -74,22 +59,22 @@ def test_an_interrupted_ray_build_resumes_without_duplicates_or_losses(fairface,
     monkeypatch.setattr(Manifest, "commit", crash_on_third)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
-        run_build(sources, out, _config(ray=ray_local), progress=False)
+        run_build(sources, out, _config(ray=ray_local, **RAY), progress=False)
     assert len(_manifest(out)) == 2
     monkeypatch.setattr(Manifest, "commit", real_commit)
-    run_build(sources, out, _config(ray=ray_local), progress=False)
+    run_build(sources, out, _config(ray=ray_local, **RAY), progress=False)
     keys = [k for record in _manifest(out) for k in record["keys"]]
     assert len(keys) == len(set(keys)) == 120
     single = lambda files: sorted(r["id"] for rows in files.values() for r in rows  # noqa: E731
                                   if not r["id"].startswith("composite:"))
-    assert single(_files(out)) == single(_files(one_machine[0]))
+    assert single(_files(out)) == single(_files(built[0]))
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
     return psutil.Process(pid).children(recursive=True)
 
 
-def test_sigkill_of_a_ray_build_leaves_no_process_and_the_rerun_completes_it(fairface, one_machine, tmp_path):
+def test_sigkill_of_a_ray_build_leaves_no_process_and_the_rerun_completes_it(fairface, built, tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-c", "from faceqa.cli import main; main()", "build-dataset", f"fairface={fairface}",
                "--out", str(out), "--tasks", "attribute,attributes,composite", "--crop", "trust", "--size", "48",
@@ -119,4 +104,4 @@ def test_sigkill_of_a_ray_build_leaves_no_process_and_the_rerun_completes_it(fai
     assert len(keys) == len(set(keys)) == 120
     single = lambda files: sorted(r["id"] for rows in files.values() for r in rows  # noqa: E731
                                   if not r["id"].startswith("composite:"))
-    assert single(_files(out)) == single(_files(one_machine[0]))
+    assert single(_files(out)) == single(_files(built[0]))
