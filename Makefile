@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXAMPLE := faceqa/examples/group.jpg
 
-.PHONY: demo test install install-test models browser vllm lint bench typecheck
+.PHONY: demo test install install-test models browser vllm lint bench typecheck wheel-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ demo: install models
 test: install-test models browser vllm
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(MAKE) wheel-check
+
+# The built wheel in a fresh venv, analysing a photo outside the repository (package data, entry point).
+wheel-check: install models
+	PYTHON=$(PYTHON) BUILD_PYTHON=$(abspath $(BIN))/python bash scripts/wheel-check.sh
 
 lint:
 	$(BIN)/ruff check .
