@@ -31,7 +31,7 @@ def ask(app: AppTest, question: str) -> str:
 
 
 def upload(app: AppTest, *files: tuple[str, bytes]) -> None:
-    app.file_uploader(key="uploads").set_value([(name, data, "image/jpeg") for name, data in files]).run()
+    app.file_uploader[0].set_value([(name, data, "image/jpeg") for name, data in files]).run()
     assert not app.exception
 
 
@@ -204,13 +204,16 @@ def test_any_failure_becomes_a_friendly_message_and_the_conversation_stays(page,
     assert "4 people" in ask(page, "How many people are there?")
 
 
-def test_clear_conversation_forgets_photos_and_messages(page):
+def test_clear_conversation_forgets_photos_and_messages(page, examples):
     page.sidebar.selectbox(key="example").select("astronaut.png").run()
-    assert page.chat_message
-    page.sidebar.selectbox(key="example").select("—").run()
+    upload(page, ("group.jpg", (examples / "group.jpg").read_bytes()))
+    assert len(page.session_state["chat"].photos) == 2
     page.sidebar.button(key="clear").click().run()
-    assert not page.exception and len(page.chat_message) == 1  # only the welcome with its example questions
-    assert page.button(key="example_0")
+    page.run()  # and they stay forgotten: neither the uploader nor the example picker brings them back
+    assert not page.exception and not page.session_state["chat"].photos and not page.dataframe
+    assert len(page.chat_message) == 1  # only the welcome with its example questions
+    assert page.button(key="example_0") and page.sidebar.selectbox(key="example").value == "—"
+    assert not page.file_uploader[0].value
 
 
 def test_unreachable_server_is_reported_and_the_conversation_kept(page):

@@ -184,6 +184,13 @@ def queue(question: str, photo: str | None = None) -> None:
     st.session_state.pending = (photo, question)
 
 
+def clear() -> None:
+    """Button callback: forget the photos and messages, and empty the widgets that would bring photos back."""
+    st.session_state.chat = Chat()
+    st.session_state.example = "—"
+    st.session_state.inputs = st.session_state.get("inputs", 0) + 1  # new upload and camera widgets
+
+
 def sidebar() -> dict:
     with st.sidebar:
         st.header("Settings")
@@ -197,20 +204,19 @@ def sidebar() -> dict:
         example = st.selectbox("Try an example photo", ["—", *names], key="example")
         if example != "—":
             add_photo(example, (EXAMPLES / example).read_bytes())
-        if st.button("Clear conversation", key="clear"):
-            st.session_state.chat = Chat()
-            st.rerun()
+        st.button("Clear conversation", key="clear", on_click=clear)
         st.caption("Your photos stay in this browser session's memory only: nothing is written to disk or logged.")
     return settings
 
 
 def add_uploads() -> None:
-    uploads = st.file_uploader("Add photos", type=UPLOAD_TYPES, accept_multiple_files=True, key="uploads")
+    inputs = st.session_state.get("inputs", 0)
+    uploads = st.file_uploader("Add photos", type=UPLOAD_TYPES, accept_multiple_files=True, key=f"uploads_{inputs}")
     for upload in uploads or []:
         with boundary(f"reading {upload.name}"):
             add_photo(upload.name, upload.getvalue())
     with st.expander("Take a photo"):
-        shot = st.camera_input("Camera", key="camera")
+        shot = st.camera_input("Camera", key=f"camera_{inputs}")
         if shot is not None:
             with boundary("reading the camera photo"):
                 add_photo("camera photo", shot.getvalue())
