@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from faceqa.app.gate import require_password
 from faceqa.app.remote import RemoteError, ask_remote
 from faceqa.assistant import Assistant, Conversation
 from faceqa.images import BadImage, load_image
-from faceqa.schema import Answer, FaceReport, ImageReport
+from faceqa.schema import FaceReport, ImageReport
 
 EXAMPLES = resources.files("faceqa") / "examples"
 STYLE = Path(str(resources.files("faceqa.app") / "data" / "chat.css"))
@@ -135,19 +134,6 @@ def add_photo(name: str, data: bytes) -> None:
         state.suggest_for = number
 
 
-def split_answer(result: Answer) -> tuple[str, str | None]:
-    """The answer as the assistant writes it, and its step-by-step reasoning as the detail.
-
-    The composer also writes the reasoning into the answer text after a lead-in ("... Step by step:");
-    the page shows that once, in the detail, so the reply keeps its plain first sentence.
-    """
-    if not result.reasoning or result.reasoning not in result.answer:
-        return result.answer, result.reasoning
-    plain = result.answer.replace(result.reasoning, "").strip()
-    plain = re.sub(r"\s*[^.!?\n]*:$", "", plain).strip()
-    return plain or result.answer, result.reasoning
-
-
 def ask(question: str, settings: dict) -> None:
     state = chat()
     say("user", question)
@@ -175,8 +161,7 @@ def ask(question: str, settings: dict) -> None:
     state.highlight = set(faces)
     if faces:
         st.session_state[TAB] = tab_label(faces[0][0])
-    plain, detail = split_answer(result)
-    say("assistant", plain, faces=faces, detail=detail)
+    say("assistant", result.answer, faces=faces, detail=result.reasoning)  # the reasoning is never in the answer
 
 
 def queue(question: str, photo: str | None = None) -> None:
