@@ -95,8 +95,13 @@ class Worker:
         self.engine = FaceEngine(EngineConfig(threads=config.threads)).load()
         self.assistant = Assistant(engine=self.engine)
         self.attributes = {LOCAL_MODEL: None}
+        self.assistants = {LOCAL_MODEL: self.assistant}
         if VLM_MODEL in config.models:
-            self.attributes[VLM_MODEL] = _vlm_attributes(config)
+            from faceqa.vlm.answers import VLMAssistant
+
+            attributes = self.attributes[VLM_MODEL] = _vlm_attributes(config)
+            # The reports come filled by `attributes`; the VLM also takes hard referents, reasoning, open questions.
+            self.assistants[VLM_MODEL] = VLMAssistant(attributes.backend, style=config.vlm_style, engine=self.engine)
 
 
 def _vlm_attributes(config: ServerConfig):
@@ -214,6 +219,7 @@ class Service:
         from faceqa.assistant import Conversation
 
         reports = [self._report(worker, model, image) for image in images]
+        assistant = worker.assistants[model]
         conversation = Conversation()
         seen = given = 0
         for number, turn in enumerate(turns, start=1):
@@ -227,12 +233,14 @@ class Service:
             if number == len(turns):  # routed once: the plan says whether identities are needed
                 if new is not None:
                     conversation.set_images(new)
-                plan = worker.assistant.plan(turn.question, reports[:seen], conversation)
+                seeing = {"pixels": [self._load(i) for i in images[:seen]]} if model == VLM_MODEL else {}
+                plan = assistant.plan(turn.question, reports[:seen], conversation, **seeing)
                 reports = self._with_identities(worker, plan, reports[:seen], images)
                 new = reports[:seen] if new is not None else None
             if new is None:
                 conversation.reports = reports[:seen]
-            answer = worker.assistant.answer(new, turn.question, conversation, plan=plan)
+            answer = assistant.answer(new, turn.question, conversation, plan=plan,
+                                      **(seeing if number == len(turns) else {}))
         return answer
 
     def _with_identities(self, worker: Worker, plan, reports: list[ImageReport], images: list[Image]

@@ -69,7 +69,13 @@ def ask(
     elif backend != "local":
         err.print(f"[red]error:[/red] unknown backend {backend!r}: use local or vlm", highlight=False)
         raise typer.Exit(2)
-    assistant = Assistant(FaceEngine(EngineConfig(threads=threads)), attributes=attributes)
+    engine = FaceEngine(EngineConfig(threads=threads))
+    if attributes is not None:  # the VLM also answers hard referents, expression reasoning and open questions
+        from faceqa.vlm.answers import VLMAssistant
+
+        assistant: Assistant = VLMAssistant(attributes.backend, style=vlm_style, attributes=attributes, engine=engine)
+    else:
+        assistant = Assistant(engine)
     try:
         answer = assistant.answer([Path(i) for i in images], question)
     except (BadImage, ValueError, artifacts.ArtifactError) as error:
