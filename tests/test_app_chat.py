@@ -204,6 +204,20 @@ def test_any_failure_becomes_a_friendly_message_and_the_conversation_stays(page,
     assert "4 people" in ask(page, "How many people are there?")
 
 
+def test_missing_models_are_named_with_the_remedy_and_no_path(page, examples, monkeypatch):
+    from faceqa.artifacts import ArtifactMissing
+    from faceqa.faces.engine import FaceEngine
+
+    def missing(*args, **kwargs):
+        raise ArtifactMissing("model 'detector' is missing (/root/.faceqa/models/yunet.onnx); run: faceqa models pull")
+
+    monkeypatch.setattr(FaceEngine, "analyze", missing)
+    upload(page, ("group.jpg", (examples / "group.jpg").read_bytes()))
+    reply = page.chat_message[-1].markdown[0].value
+    assert "face models are not installed" in reply and "`faceqa models pull`" in reply
+    assert "/root" not in reply and "yunet" not in reply and not page.exception
+
+
 def test_clear_conversation_forgets_photos_and_messages(page, examples):
     page.sidebar.selectbox(key="example").select("astronaut.png").run()
     upload(page, ("group.jpg", (examples / "group.jpg").read_bytes()))

@@ -27,6 +27,7 @@ from faceqa.app.chat_tables import RACE_NOTE, au_table, emotion_frame, face_tabl
 from faceqa.app.draw import annotate
 from faceqa.app.gate import require_password
 from faceqa.app.remote import RemoteError, ask_remote
+from faceqa.artifacts import ArtifactCorrupt, ArtifactMissing
 from faceqa.assistant import Assistant, Conversation
 from faceqa.images import BadImage, load_image
 from faceqa.schema import FaceReport, ImageReport
@@ -85,6 +86,17 @@ def say(role: str, content: str, **extra) -> None:
     chat().messages.append(Message(role, content, **extra))
 
 
+def _remedy(error: Exception) -> str:
+    """What the person running the page can do about a failure, when its type says (never its message)."""
+    match error:
+        case ArtifactMissing():
+            return " The face models are not installed on this server: run `faceqa models pull` there."
+        case ArtifactCorrupt():
+            return " A face model file on this server is damaged: run `faceqa models pull --force` there."
+        case _:
+            return ""
+
+
 @contextmanager
 def boundary(doing: str, inline: bool = False) -> Iterator[None]:
     """The page's last line of defence: a failure becomes a friendly note (in the chat, or `inline` where the
@@ -93,7 +105,8 @@ def boundary(doing: str, inline: bool = False) -> Iterator[None]:
         yield
     except Exception as error:
         log.warning("chat page: %s failed (%s)", doing, type(error).__name__)  # no message: it may hold paths
-        text = f"Sorry, something went wrong while {doing}. Your conversation is kept; please try again."
+        text = (f"Sorry, something went wrong while {doing}.{_remedy(error)} Your conversation is kept; "
+                "please try again.")
         if inline:
             st.warning(text)
         else:
