@@ -163,3 +163,20 @@ def test_without_a_password_the_page_opens_on_loopback_and_refuses_off_it(monkey
     finally:
         config.set_option("server.address", previous)
     assert not _inside(app) and "without a password" in app.error[0].value
+
+
+def test_streamlit_is_started_quiet_and_bound_to_the_bare_address(capsys):
+    from faceqa.app.cli import streamlit_command
+
+    command = streamlit_command("[::1]", 8501, ["faces.example"])
+    options = {command[i]: [] for i in range(len(command)) if command[i].startswith("--")}
+    for i, word in enumerate(command):
+        if word in options:
+            options[word].append(command[i + 1])
+    assert command[1:4] == ["-m", "faceqa.app.launch", "run"]
+    assert options["--server.address"] == ["::1"] and options["--browser.gatherUsageStats"] == ["false"]
+    assert options["--logger.hideWelcomeMessage"] == ["true"]
+    assert sorted(options["--server.allowedHosts"]) == ["127.0.0.1", "::1", "faces.example", "localhost"]
+    assert "http://[::1]:8501" in capsys.readouterr().out
+    wildcard = streamlit_command("0.0.0.0", 8501, [])
+    assert wildcard[wildcard.index("--server.allowedHosts") + 1] == "*"

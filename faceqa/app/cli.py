@@ -121,17 +121,18 @@ def streamlit_command(host: str, port: int, allowed_hosts: list[str]) -> list[st
     wildcard address and no --allowed-host, any Host is let through and the password is
     the only door.
     """
+    address = host.strip("[]")  # `--host [::1]`: Streamlit binds the bare IPv6 address
     names = [*LOOPBACK_NAMES, *allowed_hosts]
-    if host not in ("0.0.0.0", "::", "[::]"):
-        names.append(host.strip("[]"))
+    if address not in ("0.0.0.0", "::"):
+        names.append(address)
     elif not allowed_hosts:
         names = ["*"]
     page = resources.files("faceqa.app") / "chat.py"
-    command = [sys.executable, "-m", "faceqa.app.launch", "run", str(page), "--server.address", host,
+    command = [sys.executable, "-m", "faceqa.app.launch", "run", str(page), "--server.address", address,
                "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--logger.hideWelcomeMessage", "true", "--client.toolbarMode", "minimal",
                "--client.showErrorDetails", "none"]  # the page's error boundary aside, never a traceback
     for name in dict.fromkeys(names):
         command += ["--server.allowedHosts", name]
-    print(f"faceqa chat page: http://{host}:{port}", flush=True)
+    print(f"faceqa chat page: http://{f'[{address}]' if ':' in address else address}:{port}", flush=True)
     return command
