@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from faceqa.images import MAX_SIDE, BadImage, load_image
-from faceqa.prompts.parser import parse_answer, parse_attributes, parse_reasoning
+from faceqa.prompts.parser import parse_answer, parse_attributes, parse_choice, parse_reasoning
 from faceqa.prompts.taxonomy import ATTRIBUTES, field_names, labels
 
 EXAMPLES = int(os.environ.get("FACEQA_FUZZ_EXAMPLES", "250"))
@@ -179,3 +179,49 @@ def test_a_negated_label_is_never_the_answer(attribute):
     for label in labels(attribute):
         parsed = parse_answer(attribute, f"The person does not look {label}.")
         assert parsed.label is None, (label, parsed)
+
+
+# --- multiple choice ----------------------------------------------------------------------------------
+
+OPTION_TEXTS = st.lists(st.sampled_from(["30-39", "20-29", "40-49", "None of the above", "Happiness", "Images 1 and 2",
+                                         "Male", "Looking left", "Three people"]), min_size=2, max_size=4, unique=True)
+
+
+@seed(SEED)
+@FUZZ
+@given(text=st.one_of(st.text(max_size=200), st.from_regex(r"\(?[A-Fa-f]\)?[.)]? ?[a-z ]{0,20}", fullmatch=True)),
+       options=OPTION_TEXTS)
+def test_any_multiple_choice_answer_is_one_offered_letter_or_an_explicit_refusal(text, options):
+    parsed = parse_choice(text, options)
+    assert parsed.ok == (parsed.label is not None) and parsed.raw == text and parsed.reason
+    assert parsed.label is None or parsed.label in "ABCD"[:len(options)]
+
+
+@seed(SEED)
+@FUZZ
+@given(options=OPTION_TEXTS, data=st.data())
+def test_a_chosen_option_is_read_by_letter_or_by_its_text_and_two_are_never_one(options, data):
+    letters = "ABCD"[:len(options)]
+    pick = data.draw(st.integers(0, len(options) - 1))
+    other = data.draw(st.integers(0, len(options) - 1).filter(lambda i: i != pick))
+    for text in (letters[pick], f"({letters[pick]})", f"Answer: {letters[pick]}", f"**{letters[pick]}**",
+                 f"{letters[pick]}) {options[pick]}", f"The answer is {options[pick]}."):
+        parsed = parse_choice(text, options)
+        assert (parsed.ok, parsed.label) == (True, letters[pick]), (text, options, parsed)
+    for text in (f"{letters[pick]} or {letters[other]}", f"{options[pick]} or maybe {options[other]}"):
+        parsed = parse_choice(text, options)
+        assert not parsed.ok and parsed.label is None, (text, options, parsed)
+    beyond = "ABCD"[len(options)] if len(options) < 4 else "E"
+    assert parse_choice(beyond, options).label is None
+
+
+@seed(SEED)
+@FUZZ
+@given(attribute=st.sampled_from(ATTRIBUTES), data=st.data())
+def test_json_inside_prose_is_read_as_json_not_as_the_words_around_it(attribute, data):
+    # The prose names two labels (refused if read as text); the embedded object names one under the field.
+    label, other = data.draw(st.lists(st.sampled_from(labels(attribute)), min_size=2, max_size=2, unique=True))
+    key = data.draw(st.sampled_from(sorted(field_names(attribute))))
+    text = f"Sure, here it is: {json.dumps({key: label, 'alternatives': [other]})} hope that helps"
+    parsed = parse_answer(attribute, text)
+    assert (parsed.ok, parsed.label) == (True, label), (text, parsed)
