@@ -1,4 +1,4 @@
-"""A real uvicorn server on a free loopback port, for the API tests; and small request builders."""
+"""A real uvicorn server on a free loopback port, for the API tests; throwaway HTTP servers; request builders."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import uvicorn
@@ -54,3 +55,15 @@ def running(config: ServerConfig, **app_options) -> Iterator[str]:
         server.should_exit = True
         thread.join(15)
         sock.close()
+
+
+@contextmanager
+def stand_in(handler: type[BaseHTTPRequestHandler]) -> Iterator[ThreadingHTTPServer]:
+    """A throwaway HTTP server on a free loopback port (remote images, a VLM, what an SSRF would reach)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()

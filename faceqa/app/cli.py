@@ -27,9 +27,12 @@ def serve(
     api_key: Annotated[list[str] | None, typer.Option(
         "--api-key", envvar="FACEQA_API_KEY",
         help="Key clients must send as 'Authorization: Bearer <key>'; repeat for several.")] = None,
-    allow_remote_host: Annotated[list[str] | None, typer.Option(
-        "--allow-remote-host", help="Host whose http(s) image URLs may be fetched; repeat for several. "
-        "Without any, only data: URLs are accepted.")] = None,
+    allow_remote_origin: Annotated[list[str] | None, typer.Option(
+        "--allow-remote-origin", help="Origin (scheme://host[:port]) whose image URLs may be fetched, redirects "
+        "included; repeat for several. Without any, only data: URLs are accepted.")] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        "--allowed-host", help="Name clients may reach the server by (Host header); repeat for several. "
+        "Default: the loopback names when listening on loopback, any otherwise; '*' accepts any.")] = None,
     remote_max_bytes: Annotated[int, typer.Option(min=1, help="Size cap of one fetched image.")] = (
         _defaults.remote_max_bytes),
     remote_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to fetch one image URL.")] = (
@@ -64,12 +67,12 @@ def serve(
     from .server import create_app
 
     config = ServerConfig(
-        host=host, port=port, api_keys=tuple(api_key or ()), allow_remote_hosts=tuple(allow_remote_host or ()),
+        host=host, port=port, api_keys=tuple(api_key or ()), allow_remote_origins=tuple(allow_remote_origin or ()),
         remote_max_bytes=remote_max_bytes, remote_timeout=remote_timeout, max_body_bytes=max_body_bytes,
         max_images=max_images, max_pixels=max_pixels, max_messages=max_messages,
         max_question_chars=max_question_chars, request_timeout=timeout, workers=workers, threads=threads,
         max_pending=max_pending, cache_size=cache_size, vlm_base_url=vlm_base_url, vlm_model=vlm_model,
-        vlm_api_key=vlm_api_key, vlm_style=vlm_style,
+        vlm_api_key=vlm_api_key, vlm_style=vlm_style, allowed_hosts=tuple(allowed_host or ()),
     )
     try:
         config.check()
@@ -78,7 +81,7 @@ def serve(
         raise typer.Exit(2) from None
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Our middleware logs each request with its id; uvicorn's access log would only repeat it without one.
-    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, access_log=False,
+    uvicorn.run(create_app(config), host=config.bind_host, port=port, log_level=log_level, access_log=False,
                 timeout_graceful_shutdown=5)
 
 

@@ -3,7 +3,9 @@
 faceqa-local is deterministic, so `n` choices are the same answer and `temperature`
 changes nothing. `max_tokens` and `stop` cut the text the way OpenAI does (and say so
 in `finish_reason`); JSON answers are the Answer record, or the part of it a
-requested JSON Schema asks for, and are checked against that schema before leaving.
+requested JSON Schema asks for, and are checked against that schema before leaving
+(response_schema.py bounds and checks the schema itself). Both `output_format` and `reply`
+do CPU work on client input, so the server calls them from a worker thread.
 """
 
 from __future__ import annotations
@@ -15,11 +17,9 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import jsonschema
-from referencing.exceptions import Unresolvable
-
 from faceqa.schema import Answer
 
+from . import response_schema
 from .config import ServerConfig
 from .dialogue import count_tokens
 from .errors import APIError
@@ -61,44 +61,25 @@ def output_format(request: ChatCompletionRequest, config: ServerConfig) -> Forma
     wanted = request.response_format
     kind = wanted.type if wanted else "text"
     schema = None
-    if kind == "json_schema":
+    if wanted is not None and wanted.type == "json_schema":
         if wanted.json_schema is None:
             raise APIError(400, "response_format json_schema needs a json_schema object",
                            param="response_format.json_schema", code="invalid_value")
         schema = wanted.json_schema.schema_
         if schema is not None:
-            _check_schema(schema)
+            response_schema.check(schema)
+            _check_satisfiable(schema)
     include_usage = bool(request.stream and request.stream_options and request.stream_options.include_usage)
     return Format(kind, schema, min(limits) if limits else None, stop, n, include_usage)
 
 
-_SCHEMA = "response_format.json_schema.schema"
-
-
-def _keywords(node: object) -> set[str]:
-    if isinstance(node, dict):
-        return set(node).union(*map(_keywords, node.values()))
-    if isinstance(node, list):
-        return set().union(*map(_keywords, node))
-    return set()
-
-
-def _check_schema(schema: dict) -> None:
-    param = _SCHEMA
-    try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
-    except jsonschema.SchemaError as error:
-        raise APIError(400, f"not a valid JSON Schema: {error.message}", param=param, code="invalid_schema") from None
-    # A client's regular expression would run on the server (and could backtrack for ever): not accepted.
-    regex = sorted(_keywords(schema) & {"pattern", "patternProperties"})
-    if regex:
-        raise APIError(400, f"{' and '.join(regex)} (regular expressions) are not supported in response_format "
-                       "schemas", param=param, code="invalid_schema")
-    missing = set(schema.get("required", [])) - _ANSWER_FIELDS if isinstance(schema.get("required"), list) else set()
+def _check_satisfiable(schema: dict) -> None:
+    required = schema.get("required")
+    missing = set(required) - _ANSWER_FIELDS if isinstance(required, list) else set()
     if missing:
-        raise APIError(400, f"the schema requires {', '.join(sorted(map(str, missing)))}, which faceqa's answers "
-                       f"do not have; answers have {', '.join(sorted(_ANSWER_FIELDS))}", param=param,
-                       code="response_format_unsatisfiable")
+        raise response_schema.refused(
+            f"the schema requires {', '.join(sorted(map(str, missing)))}, which faceqa's answers do not have; "
+            f"answers have {', '.join(sorted(_ANSWER_FIELDS))}", "response_format_unsatisfiable")
 
 
 def content(answer: Answer, fmt: Format) -> str:
@@ -116,22 +97,16 @@ def answer_text(answer: Answer) -> str:
 
 def fit(record: dict, schema: dict) -> dict:
     """The whole Answer if it validates, else only the fields the schema names; refused if neither does."""
-    validator = jsonschema.validators.validator_for(schema)(schema)
     properties = schema.get("properties")
     candidates = [record]
     if isinstance(properties, dict):
         candidates.append({k: v for k, v in record.items() if k in properties})
-    try:
-        for candidate in candidates:
-            if validator.is_valid(candidate):
-                return candidate
-        error = jsonschema.exceptions.best_match(validator.iter_errors(candidates[-1]))
-    except Unresolvable as unresolvable:
-        raise APIError(400, f"the schema refers to something it does not contain ({unresolvable})", param=_SCHEMA,
-                       code="invalid_schema") from None
-    where = "/".join(map(str, error.absolute_path)) or "the answer"
-    raise APIError(400, f"faceqa's answer does not fit the requested JSON Schema ({where}: {error.message})",
-                   param=_SCHEMA, code="response_format_unsatisfiable")
+    found = response_schema.best_error(schema, candidates)
+    if isinstance(found, dict):
+        return found
+    where = "/".join(map(str, found.absolute_path)) or "the answer"
+    raise response_schema.refused(f"faceqa's answer does not fit the requested JSON Schema ({where}: "
+                                  f"{found.message})", "response_format_unsatisfiable")
 
 
 def cut(text: str, fmt: Format) -> tuple[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from faceqa.prompts.templates import STYLES
 
@@ -20,8 +21,8 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     api_keys: tuple[str, ...] = ()
-    # Remote images: hosts whose http(s) URLs may be fetched; empty refuses every remote URL.
-    allow_remote_hosts: tuple[str, ...] = ()
+    # Remote images: origins (scheme://host[:port]) whose URLs may be fetched; empty refuses every remote URL.
+    allow_remote_origins: tuple[str, ...] = ()
     remote_max_bytes: int = 10_000_000
     remote_timeout: float = 10.0
     remote_max_redirects: int = 3
@@ -32,10 +33,11 @@ class ServerConfig:
     max_messages: int = 64
     max_question_chars: int = 2_000
     max_choices: int = 8
+    max_text_chars: int = 100_000  # all text of a request's messages together
     request_timeout: float = 60.0
     # Model work: `workers` engines, each used by one thread at a time; more waiting requests than
     # `max_pending` are refused with 429 rather than queued without bound.
-    workers: int = 1
+    workers: int = 1  # per model: faceqa-local and faceqa-vlm each have their own, so neither waits for the other
     threads: int = 1
     max_pending: int = 256
     cache_size: int = 256  # image analyses kept in memory, keyed by the image's hash; 0 disables
@@ -44,6 +46,22 @@ class ServerConfig:
     vlm_model: str | None = None
     vlm_api_key: str | None = field(default=None, repr=False)
     vlm_style: str = "chat"  # prompt wording: "chat", or "paligemma" for PaliGemma's task prefixes
+    # Host headers answered (DNS-rebinding protection); empty means the loopback names when listening on
+    # loopback, and any host otherwise (then API keys are required anyway); "*" turns the check off.
+    allowed_hosts: tuple[str, ...] = ()
+
+    @property
+    def bind_host(self) -> str:
+        """The address to bind: `[::1]` (URL notation) is `::1` to the socket."""
+        return self.host.strip().removeprefix("[").removesuffix("]")
+
+    @property
+    def host_names(self) -> frozenset[str] | None:
+        """Host names (without port) a request's Host header may carry, or None for any."""
+        if "*" in self.allowed_hosts or (not self.allowed_hosts and not is_loopback(self.bind_host)):
+            return None
+        names = self.allowed_hosts or ("localhost", "127.0.0.1", "::1", self.bind_host)
+        return frozenset(name.lower().strip("[]") for name in names)
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -57,8 +75,13 @@ class ServerConfig:
             raise ValueError("faceqa-vlm needs both --vlm-base-url and --vlm-model")
         if self.vlm_style not in STYLES:
             raise ValueError(f"--vlm-style must be one of {', '.join(STYLES)}")
+        for entry in self.allow_remote_origins:
+            origin(entry)
+            parts = urlsplit(entry.strip())
+            if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username is not None:
+                raise ValueError(f"--allow-remote-origin takes scheme://host[:port] only, not {entry[:100]!r}")
         for name in ("max_body_bytes", "max_images", "max_pixels", "max_messages", "max_question_chars",
-                     "max_choices", "workers", "threads", "max_pending", "remote_max_bytes"):
+                     "max_choices", "max_text_chars", "workers", "threads", "max_pending", "remote_max_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.request_timeout <= 0 or self.remote_timeout <= 0:
@@ -77,6 +100,20 @@ def require_protection(host: str, secrets: tuple[str, ...], needs: str, opted_in
         raise ValueError("keys and passwords must not be empty")
     if not is_loopback(host) and not (opted_in and secrets):
         raise ValueError(f"listening on {host} (not loopback) needs {needs}")
+
+
+Origin = tuple[str, str, int]  # scheme, host (lower case, IPv6 without brackets), port
+
+
+def origin(url: str) -> Origin:
+    """The origin of an http(s) URL or allow-list entry, default port filled in; ValueError if it has none."""
+    parts = urlsplit(url.strip())  # ValueError on a broken IPv6 literal
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url[:100]!r} is not an http(s) origin such as https://images.example.org or "
+                         "http://10.0.0.5:8080")
+    port = parts.port  # ValueError when not a number in 0-65535
+    return scheme, parts.hostname.lower(), port if port is not None else (443 if scheme == "https" else 80)
 
 
 def is_loopback(host: str) -> bool:

@@ -54,27 +54,43 @@ def error_response(error: APIError, request: Request | None = None) -> JSONRespo
                         headers=error.headers)
 
 
-def _location(loc: tuple) -> str:
-    """('body', 'messages', 0, 'content') -> 'messages[0].content' (OpenAI's `param` style)."""
-    out = ""
+def _location(error: dict, body: object) -> list[str | int]:
+    """Where in the body an error is: ('body', 'messages', 0, 'content', 'str') -> ['messages', 0, 'content'].
+
+    pydantic puts the name of each union member it tried into the location ('str',
+    'list[...]', 'function-after[...]'); those are not in the request, so the location is
+    followed through the body itself and only the keys and indexes found there are kept
+    (and, for a missing field, its name).
+    """
+    loc = tuple(error.get("loc", ()))
+    parts: list[str | int] = []
+    node = body
     for part in loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif "[" in str(part) or "-" in str(part):  # pydantic's union/tagged-union branch names
-            continue
-        else:
-            out += f".{part}" if out else str(part)
-    return out
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        in_dict = isinstance(node, dict) and isinstance(part, str) and part in node
+        if in_list or in_dict:
+            node = node[part]  # type: ignore[index]
+            parts.append(part)
+    if error.get("type") == "missing" and loc and isinstance(loc[-1], str):
+        parts.append(loc[-1])
+    return parts
+
+
+def _param(parts: list[str | int]) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" if i else part
+                   for i, part in enumerate(parts))
 
 
 def validation_error(exc: RequestValidationError) -> APIError:
     errors = exc.errors()
     if not errors:
         return APIError(400, "invalid request", code="invalid_request")
-    first = errors[0]
-    if first.get("type") == "json_invalid":
+    if errors[0].get("type") == "json_invalid":
         return APIError(400, "the request body is not valid JSON", code="invalid_json")
-    param = _location(tuple(first.get("loc", ()))) or None
+    # The deepest location is the most specific (a union's members all fail; the one that got furthest says most).
+    located = [(_location(error, exc.body), error) for error in errors]
+    parts, first = max(located, key=lambda item: len(item[0]))
+    param = _param(parts) or None
     # pydantic's `msg` describes the expectation, never the rejected value; `input` is left out on purpose.
     message = f"{param}: {first.get('msg', 'invalid value')}" if param else first.get("msg", "invalid request")
     if len(errors) > 1:
@@ -96,7 +112,8 @@ def install(app: FastAPI) -> None:
         status = exc.status_code if 400 <= exc.status_code < 600 else 400
         message = exc.detail if isinstance(exc.detail, str) else "invalid request"
         code = {404: "not_found", 405: "method_not_allowed"}.get(status)
-        return error_response(APIError(status, message, code=code, headers=exc.headers), request)
+        return error_response(APIError(status, message, code=code, headers=dict(exc.headers or {}) or None),
+                              request)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

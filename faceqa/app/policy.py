@@ -1,9 +1,11 @@
 """Who may call, and which image URLs become bytes: the server's security policy in one place.
 
-Faces are biometric data, so the defaults refuse: every remote URL unless its host is
-on the operator's allow-list (and then with a size cap, a time limit and redirects
-re-checked hop by hop), and every `file:` URL or bare path always. Image bytes stay
-in memory; nothing here writes or logs them.
+Faces are biometric data, so the defaults refuse: every remote URL unless its origin
+(scheme, host and port) is on the operator's allow-list (and then with a size cap, a time
+limit and every redirect hop checked against the same list), and every `file:` URL or bare
+path always. A failed fetch says only that it failed, never the upstream status or error,
+so the server cannot be used to probe what answers where. Image bytes stay in memory;
+nothing here writes or logs them.
 """
 
 from __future__ import annotations
@@ -13,15 +15,16 @@ import base64
 import binascii
 import hmac
 import re
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 
-from .config import ServerConfig
+from .config import ServerConfig, origin
 from .errors import APIError
 
 _DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,",
                        re.IGNORECASE)
+_DATA_HEADER_CHARS = 256  # media type and parameters; the header is looked for only this far in
 _REDIRECTS = {301, 302, 303, 307, 308}
 
 
@@ -46,7 +49,7 @@ def check_api_key(authorization: str | None, keys: tuple[str, ...]) -> None:
 
 def decode_data_url(url: str) -> bytes:
     """The bytes of a `data:image/...;base64,` URL; ValueError says what is wrong with it."""
-    header = _DATA_URL.match(url)
+    header = _DATA_URL.match(url, 0, url.find(",", 0, _DATA_HEADER_CHARS) + 1)
     if header is None:
         raise ValueError("malformed data: URL (expected data:image/<type>;base64,<data>)")
     mime = (header["mime"] or "").lower()
@@ -68,7 +71,7 @@ class ImageFetcher:
 
     def __init__(self, config: ServerConfig, transport: httpx.AsyncBaseTransport | None = None):
         self.config = config
-        self.allowed = frozenset(host.lower().strip() for host in config.allow_remote_hosts)
+        self.allowed = frozenset(origin(entry) for entry in config.allow_remote_origins)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
 
@@ -77,10 +80,10 @@ class ImageFetcher:
             await self._client.aclose()
 
     async def fetch(self, url: str, param: str) -> bytes:
-        scheme = urlsplit(url).scheme.lower() if ":" in url else ""
+        scheme = url.partition(":")[0].lower() if ":" in url else ""
         if scheme == "data":
             try:
-                return decode_data_url(url)
+                return await asyncio.to_thread(decode_data_url, url)  # up to the body limit of base64
             except ValueError as error:
                 raise APIError(400, str(error), param=param, code="invalid_image") from None
         if scheme in ("http", "https"):
@@ -89,47 +92,55 @@ class ImageFetcher:
             raise APIError(400, "file: URLs are refused; send the image as a data: URL", param=param,
                            code="image_url_forbidden")
         raise APIError(400, "image_url must be a data:image/...;base64 URL"
-                       + (" or an http(s) URL of an allowed host" if self.allowed else "")
+                       + (" or an http(s) URL of an allowed origin" if self.allowed else "")
                        + "; local paths and other schemes are refused", param=param, code="invalid_image_url")
 
-    def _check_host(self, url: str, param: str, redirected: bool) -> None:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
+    def _check(self, url: str, param: str, redirected: bool) -> httpx.URL:
+        """The URL, parsed as it will be requested, if its origin is allowed; each redirect hop comes here."""
         via = "redirect to " if redirected else ""
-        if parts.scheme.lower() not in ("http", "https"):
-            raise APIError(400, f"{via}a non-http(s) URL is refused", param=param, code="image_url_forbidden")
         if not self.allowed:
             raise APIError(400, "remote image URLs are disabled on this server; send the image as a data: URL",
                            param=param, code="image_url_forbidden")
-        if host not in self.allowed:
-            raise APIError(400, f"{via}host {host!r} is not on this server's allow-list for image URLs",
+        try:
+            parsed = httpx.URL(url)
+            where = origin(str(parsed))
+        except (httpx.InvalidURL, ValueError):
+            scheme = url.partition(":")[0].lower()
+            if scheme not in ("http", "https"):
+                raise APIError(400, f"{via}a non-http(s) URL is refused", param=param,
+                               code="image_url_forbidden") from None
+            raise APIError(400, f"{via}a malformed URL is refused", param=param, code="invalid_image_url") from None
+        if where not in self.allowed:
+            scheme, host, port = where
+            raise APIError(400, f"{via}{scheme}://{host}:{port} is not on this server's allow-list for image URLs",
                            param=param, code="image_url_forbidden")
+        return parsed
 
     async def _remote(self, url: str, param: str) -> bytes:
-        self._check_host(url, param, redirected=False)
+        target = self._check(url, param, redirected=False)
         if self._client is None:
             self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False, transport=self._transport,
                                              timeout=self.config.remote_timeout)
+        unreachable = APIError(400, "the image URL could not be fetched", param=param, code="image_url_unreachable")
         try:
             async with asyncio.timeout(self.config.remote_timeout):
                 for _ in range(self.config.remote_max_redirects + 1):
-                    async with self._client.stream("GET", url) as response:
+                    async with self._client.stream("GET", target) as response:
                         if response.status_code in _REDIRECTS and "location" in response.headers:
-                            url = urljoin(str(response.url), response.headers["location"])
-                            self._check_host(url, param, redirected=True)
+                            location = urljoin(str(response.url), response.headers["location"])
+                            target = self._check(location, param, redirected=True)
                             continue
                         if response.status_code != 200:
-                            raise APIError(400, f"fetching the image URL gave HTTP {response.status_code}",
-                                           param=param, code="image_url_unreachable")
+                            raise unreachable
                         return await self._read_capped(response, param)
                 raise APIError(400, f"image URL redirected more than {self.config.remote_max_redirects} times",
                                param=param, code="image_url_unreachable")
         except TimeoutError:
             raise APIError(400, f"fetching the image URL took over {self.config.remote_timeout:g} s", param=param,
                            code="image_url_timeout") from None
-        except httpx.HTTPError as error:
-            raise APIError(400, f"could not fetch the image URL ({type(error).__name__})", param=param,
-                           code="image_url_unreachable") from None
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError):
+            # httpx raises InvalidURL (not an HTTPError) for a Location it cannot parse, even when not following it.
+            raise unreachable from None
 
     async def _read_capped(self, response: httpx.Response, param: str) -> bytes:
         cap = self.config.remote_max_bytes

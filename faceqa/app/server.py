@@ -4,6 +4,11 @@
 describes exactly this server: its models, whether it wants a key, its error responses.
 Request handlers only parse, check and format; model work runs on the service's
 worker threads (service.py), images are resolved by the policy (policy.py).
+
+The event loop does no unbounded work for a request, so /health answers while any
+request runs: the body is capped in bytes and JSON values before it is parsed
+(middleware.py), the text of the messages is capped before it is counted, and the
+response_format schema is checked and applied on a worker thread (response_schema.py).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from .config import VLM_MODEL, ServerConfig
 from .dialogue import Turn, count_tokens, message_text, user_turns
 from .errors import APIError
 from .metrics import Metrics
-from .middleware import BodyLimit, RequestContext
+from .middleware import BodyLimit, HostCheck, RequestContext
 from .openai_schema import (
     AnalyzeRequest,
     ChatCompletion,
@@ -42,6 +47,7 @@ from .openai_schema import (
 from .policy import ImageFetcher, check_api_key
 from .service import Image, Service
 
+MAX_JSON_ITEMS = 50_000  # JSON objects, arrays and commas in a request body; real requests have a few hundred
 _ERROR_TEXT = {
     400: "Invalid request: malformed JSON, wrong types, a refused or broken image, a limit exceeded.",
     401: "Missing or wrong API key.",
@@ -90,17 +96,25 @@ def create_app(config: ServerConfig, service: Service | None = None, fetcher: Im
                   "*apparent* (estimated from pixels, with a confidence), never facts about a person.")
     app.state.config = config
     errors.install(app)
-    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes, max_items=MAX_JSON_ITEMS)
+    app.add_middleware(HostCheck, names=config.host_names)
     app.add_middleware(RequestContext, metrics=metrics)
 
     @asynccontextmanager
-    async def deadline() -> AsyncIterator[None]:
+    async def deadline() -> AsyncIterator[float]:
+        """The request's time limit; yields when it ends (time.monotonic()) for the work to stop by."""
         try:
             async with asyncio.timeout(config.request_timeout):
-                yield
+                yield time.monotonic() + config.request_timeout
         except TimeoutError:
             raise APIError(408, f"the request took longer than this server's {config.request_timeout:g} s limit",
                            code="request_timeout") from None
+
+    def check_text(messages: list) -> None:
+        size = sum(len(message_text(m)) for m in messages)
+        if size > config.max_text_chars:
+            raise APIError(400, f"the messages hold {size:,} characters of text, over this server's limit of "
+                           f"{config.max_text_chars:,}", param="messages", code="text_too_long")
 
     async def fetch(turns: list[Turn]) -> list[Image]:
         refs = [ref for turn in turns for ref in turn.images]
@@ -111,6 +125,10 @@ def create_app(config: ServerConfig, service: Service | None = None, fetcher: Im
         """Liveness and readiness; never waits for a model worker."""
         return Health(version=__version__, models=list(config.models), workers=config.workers,
                       pending=service.pending)
+
+    @app.head("/health", include_in_schema=False)
+    async def health_head() -> Response:
+        return Response(media_type="application/json")
 
     @app.get("/metrics", tags=["service"], dependencies=guarded, responses={
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format."},
@@ -134,12 +152,13 @@ def create_app(config: ServerConfig, service: Service | None = None, fetcher: Im
     async def chat_completions(body: ChatCompletionRequest):
         """Answer the last user message about the photos of the conversation (`image_url` parts)."""
         service.check_model(body.model)
+        check_text(body.messages)
         turns = user_turns(body.messages, config)
-        fmt = output_format(body, config)
-        async with deadline():
-            answer = await service.converse(body.model, turns, await fetch(turns))
-        prompt_tokens = sum(count_tokens(message_text(m)) for m in body.messages)
-        result = reply(body.model, answer, fmt, prompt_tokens)
+        fmt = await asyncio.to_thread(output_format, body, config)
+        async with deadline() as until:
+            answer = await service.converse(body.model, turns, await fetch(turns), until)
+            prompt_tokens = sum(count_tokens(message_text(m)) for m in body.messages)
+            result = await asyncio.to_thread(reply, body.model, answer, fmt, prompt_tokens)
         if body.stream:
             return StreamingResponse(stream(result, fmt), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
@@ -154,7 +173,7 @@ def create_app(config: ServerConfig, service: Service | None = None, fetcher: Im
         if len(body.images) > config.max_images:
             raise APIError(400, f"{len(body.images)} images is over this server's limit of {config.max_images}",
                            param="images", code="too_many_images")
-        async with deadline():
+        async with deadline() as until:
             inputs: list[Image | ImageError] = []
             for index, url in enumerate(body.images):
                 param = f"images[{index}]"
@@ -162,8 +181,8 @@ def create_app(config: ServerConfig, service: Service | None = None, fetcher: Im
                     inputs.append(Image(await fetcher.fetch(url, param), param))
                 except APIError as error:  # one bad image never sinks the batch
                     remote = url.lower().startswith(("http:", "https:"))
-                    inputs.append(ImageError(path=url if remote else None, error=error.message))
-            results = await service.analyze(body.model, inputs, body.embeddings)
+                    inputs.append(ImageError(path=url[:2000] if remote else None, error=error.message))
+            results = await service.analyze(body.model, inputs, body.embeddings, until)
         return FaceAnalysis(model=body.model, data=results)
 
     def openapi() -> dict:
@@ -181,8 +200,16 @@ def create_app(config: ServerConfig, service: Service | None = None, fetcher: Im
                 components.pop(name, None)
             for name in ("ChatCompletionRequest", "AnalyzeRequest"):
                 components[name]["properties"]["model"]["enum"] = list(config.models)
+            images = components["AnalyzeRequest"]["properties"]["images"]
+            images["maxItems"] = config.max_images
+            images["description"] += f" At most {config.max_images} (this server's limit)."
+            messages = components["ChatCompletionRequest"]["properties"]["messages"]
+            messages["maxItems"] = config.max_messages
+            messages["description"] = (f"At most {config.max_messages} messages, {config.max_images} images in all, "
+                                       f"{config.max_question_chars:,} characters per user message and "
+                                       f"{config.max_text_chars:,} characters of text in all (this server's limits).")
             app.openapi_schema = schema
         return app.openapi_schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the document
     return app

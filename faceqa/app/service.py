@@ -3,10 +3,15 @@
 The engine's models keep per-call state (YuNet's input size, LiteRT's tensors), so an
 engine is used by one thread at a time: `workers` engines, `workers` threads. The event
 loop only awaits them, which keeps /health answering while every worker is busy.
-Photos are decoded on their own thread just ahead of the model workers (at most one
+Each served model has its own pool (workers, threads, queue, decode-ahead bound), so a
+slow or failing VLM backend behind faceqa-vlm never holds up a faceqa-local request.
+Photos are decoded on their pool's own thread just ahead of the model workers (at most one
 request per worker decoded in advance, so decoded pixels stay bounded): decoding the
 next photo overlaps the current analysis, and a broken photo is refused without
 waiting for a model worker.
+Work a client no longer waits for (its request timed out) stops: a job still queued is
+cancelled, a running one stops at its next photo or VLM call, and VLM calls and their
+retries only get the time left before the request's deadline.
 Analyses are cached by image hash so a multi-turn conversation, which resends its
 images with every request, pays for each image's analysis once.
 """
@@ -15,28 +20,54 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TypeVar
+from typing import Literal, TypeVar, cast
 
 import numpy as np
 
 from faceqa.faces.engine import EngineConfig, FaceEngine
 from faceqa.images import BadImage, load_image
 from faceqa.schema import Answer, ImageError, ImageReport
+from faceqa.vlm.base import Completion, GenerationParams, ImageLike, PromptOrMessages, VLMBackend, VLMError, VLMRequest
 
-from .config import LOCAL_MODEL, VLM_MODEL, ServerConfig
+from .config import VLM_MODEL, ServerConfig
 from .dialogue import Turn
 from .errors import APIError
 from .metrics import Metrics
 
 T = TypeVar("T")
+log = logging.getLogger("faceqa.app")
+VLM_ATTEMPTS = 2  # per VLM call, while the request has time left
+
+
+class Abandoned(Exception):
+    """The request this work is for has timed out or gone: stop, nobody reads the result."""
+
+
+class Budget:
+    """One request's deadline (time.monotonic()) and whether its client still waits; shared with its job."""
+
+    def __init__(self, until: float):
+        self.until = until
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def left(self) -> float:
+        return 0.0 if self._cancelled.is_set() else max(0.0, self.until - time.monotonic())
+
+    def check(self) -> None:
+        if self.left() <= 0:
+            raise Abandoned()
 
 
 @dataclass
@@ -83,59 +114,131 @@ class AnalysisCache:
 
 
 class Worker:
-    """One engine, the assistant over it and the attribute engine of each served model.
+    """One engine, the assistant of its model over it, and that model's attribute engine (None: the engine's own).
 
     Used by one thread at a time. The assistant is given finished reports, so it never
-    runs a model itself: the worker analyses (and caches) each photo once per model.
+    analyses a photo itself: the worker analyses (and caches) each photo once (faceqa-vlm's
+    assistant still asks the VLM about reasoning and open questions). `budget` is the request
+    it currently works for (set by the service before each job); every VLM call is bounded by it.
     """
 
-    def __init__(self, config: ServerConfig):
+    def __init__(self, config: ServerConfig, model: str):
         from faceqa.assistant import Assistant
 
         self.engine = FaceEngine(EngineConfig(threads=config.threads)).load()
         self.assistant = Assistant(engine=self.engine)
-        self.attributes = {LOCAL_MODEL: None}
-        self.assistants = {LOCAL_MODEL: self.assistant}
-        if VLM_MODEL in config.models:
+        self.budget = Budget(float("inf"))
+        self.attributes = None
+        if model == VLM_MODEL:
             from faceqa.vlm.answers import VLMAssistant
 
-            attributes = self.attributes[VLM_MODEL] = _vlm_attributes(config)
+            self.attributes = _vlm_attributes(config, lambda: self.budget)
             # The reports come filled by `attributes`; the VLM also takes hard referents, reasoning, open questions.
-            self.assistants[VLM_MODEL] = VLMAssistant(attributes.backend, style=config.vlm_style, engine=self.engine)
+            self.assistant = VLMAssistant(self.attributes.backend, style=config.vlm_style, engine=self.engine)
 
 
-def _vlm_attributes(config: ServerConfig):
-    from faceqa.vlm.attributes import served_attributes
+class DeadlineBackend(VLMBackend):
+    """The VLM server, bounded by the request each call is for.
 
-    return served_attributes(config.vlm_base_url, config.vlm_model, config.vlm_api_key, config.vlm_style,
-                             timeout=config.request_timeout)
+    Nothing is sent once the request is abandoned or past its deadline; each call gets the
+    time left as its timeout, and a failed call is tried again (`VLM_ATTEMPTS` in all) only
+    while time is left. The openai client's own retries are off: they do not know the deadline.
+    """
+
+    def __init__(self, inner: VLMBackend, client: object, budget: Callable[[], Budget]):
+        self.inner = inner
+        self.name = inner.name
+        self._client = client  # the inner backend's openai client, from which each attempt's is derived
+        self._budget = budget
+
+    @property
+    def label(self) -> str:
+        return self.inner.label
+
+    def _bounded(self) -> bool:
+        left = self._budget().left()
+        if left <= 0:
+            return False
+        self.inner.client = self._client.with_options(timeout=left, max_retries=0)  # type: ignore[attr-defined]
+        return True
+
+    def complete(self, images: Sequence[ImageLike], prompt: PromptOrMessages,
+                 params: GenerationParams | None = None) -> Completion:
+        [result] = self.complete_batch([VLMRequest(list(images), prompt)], params)
+        if isinstance(result, VLMError):
+            raise result
+        return result
+
+    def complete_batch(self, requests: Sequence[VLMRequest],
+                       params: GenerationParams | None = None) -> list[Completion | VLMError]:
+        late = VLMError("not asked: the request timed out or was abandoned")
+        results: list[Completion | VLMError] = [late] * len(requests)
+        todo = list(range(len(requests)))
+        for _ in range(VLM_ATTEMPTS):
+            if not todo or not self._bounded():
+                break
+            answers = self.inner.complete_batch([requests[i] for i in todo], params)
+            for index, answer in zip(todo, answers, strict=True):
+                results[index] = answer
+            todo = [index for index, answer in zip(todo, answers, strict=True) if isinstance(answer, VLMError)]
+        return results
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _vlm_attributes(config: ServerConfig, budget: Callable[[], Budget]):
+    from faceqa.vlm.attributes import VLMAttributes, VLMAttributesConfig
+    from faceqa.vlm.openai_backend import OpenAIBackend
+
+    if config.vlm_base_url is None or config.vlm_model is None:
+        raise ValueError("faceqa-vlm needs vlm_base_url and vlm_model (ServerConfig.check says so first)")
+    inner = OpenAIBackend(config.vlm_base_url, config.vlm_model, config.vlm_api_key, timeout=config.request_timeout)
+    style = cast(Literal["chat", "paligemma"], config.vlm_style)  # one of prompts.templates.STYLES, by check()
+    return VLMAttributes(DeadlineBackend(inner, inner.client, budget), VLMAttributesConfig(style=style))
+
+
+class _Pool:
+    """The workers of one model with their threads, queue and decode-ahead bound."""
+
+    def __init__(self, workers: list, threads_name: str):
+        self.idle: queue.Queue = queue.Queue()
+        for worker in workers:
+            self.idle.put(worker)
+        self.executor = ThreadPoolExecutor(len(workers), thread_name_prefix=f"{threads_name}-model")
+        self.decoder = ThreadPoolExecutor(1, thread_name_prefix=f"{threads_name}-decode")
+        self.ahead = asyncio.Semaphore(2 * len(workers))  # in a model worker, or decoded and next
+        self.pending = 0
+
+    def stop(self) -> None:
+        for executor in (self.executor, self.decoder):
+            executor.shutdown(wait=False, cancel_futures=True)
 
 
 class Service:
-    def __init__(self, config: ServerConfig, metrics: Metrics, worker: Callable[[ServerConfig], Worker] = Worker):
+    def __init__(self, config: ServerConfig, metrics: Metrics,
+                 worker: Callable[[ServerConfig, str], Worker] = Worker):
         self.config = config
         self.metrics = metrics
         self.cache = AnalysisCache(config.cache_size)
         metrics.cache_entries.set_function(lambda: len(self.cache))
         self._make_worker = worker
-        self._idle: queue.Queue[Worker] = queue.Queue()
-        self._executor: ThreadPoolExecutor | None = None
-        self._decoder: ThreadPoolExecutor | None = None
-        self._ahead: asyncio.Semaphore | None = None
-        self.pending = 0
+        self._pools: dict[str, _Pool] = {}
+
+    @property
+    def pending(self) -> int:
+        """Requests waiting for or using a model worker, all models together."""
+        return sum(pool.pending for pool in self._pools.values())
 
     def start(self) -> None:
         """Load every worker's models now, so the first request does not pay for them."""
-        for _ in range(self.config.workers):
-            self._idle.put(self._make_worker(self.config))
-        self._executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="faceqa-model")
-        self._decoder = ThreadPoolExecutor(1, thread_name_prefix="faceqa-decode")
-        self._ahead = asyncio.Semaphore(2 * self.config.workers)  # in a model worker, or decoded and next
+        for model in self.config.models:
+            workers = [self._make_worker(self.config, model) for _ in range(self.config.workers)]
+            self._pools[model] = _Pool(workers, model)
 
     def stop(self) -> None:
-        for executor in (self._executor, self._decoder):
-            if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
+        for pool in self._pools.values():
+            pool.stop()
 
     def check_model(self, model: str, param: str = "model") -> None:
         if model in self.config.models:
@@ -146,40 +249,57 @@ class Service:
         raise APIError(404, f"the model {model[:64]!r} does not exist; this server has {', '.join(self.config.models)}",
                        param=param, code="model_not_found")
 
-    async def converse(self, model: str, turns: list[Turn], images: list[Image]) -> Answer:
+    async def converse(self, model: str, turns: list[Turn], images: list[Image], until: float) -> Answer:
         """Replay the earlier user questions to rebuild the conversation, then answer the last one."""
         if not images:
             raise APIError(400, "there is no photo in the conversation: add one as an image_url part of a user "
                            "message", param="messages", code="no_image")
-        return await self._run(model, images, False, lambda worker, ready: self._converse(worker, model, turns, ready))
+        return await self._run(model, images, False, until,
+                               lambda worker, ready: self._converse(worker, model, turns, ready))
 
-    async def analyze(self, model: str, images: list[Image | ImageError],
-                      embeddings: bool) -> list[ImageReport | ImageError]:
-        """One result per input in order; inputs that already failed (e.g. a refused URL) pass through."""
+    async def analyze(self, model: str, images: list[Image | ImageError], embeddings: bool,
+                      until: float) -> list[ImageReport | ImageError]:
+        """One result per input in order; an input that failed (a refused URL, a broken photo, no usable VLM
+        answer) is an ImageError in its place and the others are still analysed."""
+
+        def one(worker: Worker, item: Image | ImageError) -> ImageReport | ImageError:
+            if isinstance(item, ImageError):
+                return item
+            try:
+                return self._report(worker, model, item, embeddings)
+            except APIError as error:
+                return ImageError(error=error.message)
 
         def job(worker: Worker, ready: list[Image | ImageError]) -> list[ImageReport | ImageError]:
-            return [item if isinstance(item, ImageError) else self._report(worker, model, item, embeddings)
-                    for item in ready]
+            return [one(worker, item) for item in ready]
 
-        return await self._run(model, images, embeddings, job, one_by_one=True)
+        return await self._run(model, images, embeddings, until, job, one_by_one=True)
 
-    async def _run(self, model: str, images: list, embeddings: bool, job: Callable[[Worker, list], T],
+    async def _run(self, model: str, images: list, embeddings: bool, until: float, job: Callable[[Worker, list], T],
                    one_by_one: bool = False) -> T:
-        if self._executor is None or self._decoder is None or self._ahead is None:
+        pool = self._pools.get(model)
+        if pool is None:
             raise RuntimeError("Service.start() was not called")
-        if self.pending >= self.config.max_pending:
-            raise APIError(429, f"the server is busy ({self.pending} requests waiting); retry shortly",
+        if pool.pending >= self.config.max_pending:
+            raise APIError(429, f"the server is busy ({pool.pending} {model} requests waiting); retry shortly",
                            code="server_busy", headers={"Retry-After": "1"})
-        self.pending += 1
+        pool.pending += 1
         self.metrics.pending.inc()
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
+        budget = Budget(until)
         try:
-            async with self._ahead:
-                ready = await loop.run_in_executor(self._decoder, self._decode, model, images, embeddings, one_by_one)
-                return await loop.run_in_executor(self._executor, self._on_worker, job, ready)
+            async with pool.ahead:
+                ready = await loop.run_in_executor(pool.decoder, self._decode, model, images, embeddings, one_by_one)
+                return await loop.run_in_executor(pool.executor, self._on_worker, pool, budget, job, ready)
+        except Abandoned:  # the deadline passed in the worker a moment before the request's own timeout fired
+            raise APIError(408, f"the request took longer than this server's {self.config.request_timeout:g} s "
+                           "limit", code="request_timeout") from None
         finally:
-            self.pending -= 1
+            # A queued job whose await was cancelled (the request timed out) was cancelled with it; a running
+            # one stops at its next check. Finished work is not affected.
+            budget.cancel()
+            pool.pending -= 1
             self.metrics.pending.dec()
             self.metrics.model_seconds.labels(model).observe(time.perf_counter() - start)
 
@@ -202,24 +322,28 @@ class Service:
         if image.rgb is not None:
             return image.rgb
         try:
-            rgb = load_image(image.data, max_pixels=self.config.max_pixels)
+            return load_image(image.data, max_pixels=self.config.max_pixels)
         except BadImage as error:
-            code = "image_too_large" if "pixel" in str(error) else "invalid_image"
+            code = "image_too_large" if error.kind == "too_large" else "invalid_image"
             raise APIError(400, str(error), param=image.param, code=code) from None
-        return rgb
+        except Exception:  # a decoder's own bug on hostile bytes: still this photo's error, not the server's
+            log.exception("decoding %s failed", image.param)
+            raise APIError(400, "image data: the photo could not be decoded", param=image.param,
+                           code="invalid_image") from None
 
-    def _on_worker(self, job: Callable[[Worker, list], T], ready: list) -> T:
-        worker = self._idle.get()
+    def _on_worker(self, pool: _Pool, budget: Budget, job: Callable[[Worker, list], T], ready: list) -> T:
+        budget.check()
+        worker = pool.idle.get()
         try:
+            worker.budget = budget
             return job(worker, ready)
         finally:
-            self._idle.put(worker)
-
+            pool.idle.put(worker)
     def _converse(self, worker: Worker, model: str, turns: list[Turn], images: list[Image]) -> Answer:
         from faceqa.assistant import Conversation
 
         reports = [self._report(worker, model, image) for image in images]
-        assistant = worker.assistants[model]
+        assistant = worker.assistant
         conversation = Conversation()
         seen = given = 0
         for number, turn in enumerate(turns, start=1):
@@ -264,6 +388,7 @@ class Service:
         return reports
 
     def _report(self, worker: Worker, model: str, image: Image, embeddings: bool = False) -> ImageReport:
+        worker.budget.check()
         key = (model, image.digest, embeddings)
         report = self.cache.get(key)
         self.metrics.cache.labels("hit" if report is not None else "miss").inc()
@@ -271,7 +396,7 @@ class Service:
             return report
         rgb = self._load(image)  # decoded ahead unless the analysis was cached then and evicted since
         report = worker.engine.analyze(rgb, embeddings=embeddings)
-        attributes = worker.attributes[model]
+        attributes = worker.attributes
         if attributes is not None:
             report = attributes.fill(rgb, report)
             if report.faces and len(attributes.last_failures) == len(report.faces) * len(attributes.config.attributes):
