@@ -164,12 +164,12 @@ class _StandIn:
                 assert _StandIn.release.wait(30)
         return self.report
 
-    def plan(self, question, reports, conversation=None):
+    def plan(self, question, reports, conversation=None, pixels=None):
         from faceqa.assistant import Plan
 
         return Plan(intent="count")
 
-    def answer(self, images, question, conversation=None, plan=None):
+    def answer(self, images, question, conversation=None, plan=None, pixels=None):
         from faceqa.schema import Answer
 
         if self.model == "faceqa-vlm":
