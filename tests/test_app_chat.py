@@ -149,6 +149,12 @@ def test_face_table_shows_race_only_when_a_backend_provides_it(group_report):
     assert list(table["apparent race"]) == ["—", "White (80%)", "—", "—"]
 
 
+def test_the_camera_is_only_asked_for_once_switched_on(page):
+    assert not page.get("camera_input")
+    page.toggle[0].set_value(True).run()
+    assert page.get("camera_input") and not page.exception
+
+
 def test_example_photo_from_the_sidebar(page):
     page.sidebar.selectbox(key="example").select("astronaut.png").run()
     assert "1 face" in page.chat_message[-1].markdown[0].value

@@ -213,8 +213,8 @@ def add_uploads() -> None:
     for upload in uploads or []:
         with boundary(f"reading {upload.name}"):
             add_photo(upload.name, upload.getvalue())
-    with st.expander("Take a photo"):
-        shot = st.camera_input("Camera", key=f"camera_{inputs}")
+    if st.toggle("Take a photo with the camera", key=f"camera_on_{inputs}"):  # the browser asks for the camera
+        shot = st.camera_input("Camera", key=f"camera_{inputs}")                # only once this is switched on
         if shot is not None:
             with boundary("reading the camera photo"):
                 add_photo("camera photo", shot.getvalue())
