@@ -100,11 +100,12 @@ def _remedy(error: Exception) -> str:
 @contextmanager
 def boundary(doing: str, inline: bool = False) -> Iterator[None]:
     """The page's last line of defence: a failure becomes a friendly note (in the chat, or `inline` where the
-    failed part would have been), never a traceback or a server path; the session state is untouched."""
+    failed part would have been), never a traceback or a server path; what the session holds is kept."""
     try:
         yield
     except Exception as error:
-        log.warning("chat page: %s failed (%s)", doing, type(error).__name__)  # no message: it may hold paths
+        log.warning("chat page: a step failed (%s)", type(error).__name__)  # no message or file name: they may
+        # hold server paths or what a person called their photo
         text = (f"Sorry, something went wrong while {doing}.{_remedy(error)} Your conversation is kept; "
                 "please try again.")
         if inline:
@@ -143,7 +144,7 @@ def add_photo(name: str, data: bytes) -> None:
         state.suggest_for = None
     else:
         say("assistant", f"I found {count} face{'s' if count > 1 else ''} in **{name}**{where}, numbered left to "
-                         "right. Ask me about them, or click a face's number.")
+                         "right. Ask me about them, or click a person under the photo.")
         state.suggest_for = number
 
 
