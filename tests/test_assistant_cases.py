@@ -1,36 +1,21 @@
 """The assistant's table of cases (tests/data/assistant_cases.toml) over real photos.
 
-Each case is routed (Plan checked) and answered (Answer checked). Expected faces come from
-selectors evaluated here on the engine's own reports, independently of the router's code:
-"oldest" is the face with the highest estimated years, "left:2" the second box centre from
-the left. `check_plan` and `check_answer` are shared with the larger question table
-(tests/test_assistant_questions.py).
+Each case is routed (Plan checked) and answered (Answer checked), one test per case or chat;
+the checks are in tests/assistant_table.py, shared with the question table.
 """
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 
-import numpy as np
 import pytest
+from assistant_table import analysed, run_chat
 
-from faceqa.assistant import Assistant, Conversation, route
-from faceqa.assistant.plan import FaceRef
-from faceqa.prompts.taxonomy import display
+from faceqa.assistant import Assistant
 from faceqa.schema import ImageReport
 
 CASES_FILE = Path(__file__).parent / "data" / "assistant_cases.toml"
-EXAMPLES = Path(__file__).resolve().parent.parent / "faceqa" / "examples"
-FILES = {
-    "group": "group.jpg",
-    "astronaut": "astronaut.png",
-    "obama": "obama.jpg",
-    "obama2": "obama2.jpg",
-    "biden": "biden.jpg",
-    "grace_hopper": "grace_hopper.jpg",
-}
 
 
 def _cases() -> list[tuple[str, list[dict]]]:
@@ -48,235 +33,12 @@ CASES = _cases()
 
 @pytest.fixture(scope="module")
 def photos(engine) -> dict[str, ImageReport]:
-    """Each example photo analysed once, with identity embeddings (for the same-person cases)."""
-    from faceqa.images import load_image
-
-    rgbs = {name: load_image(EXAMPLES / file) for name, file in FILES.items()}
-    rgbs["group_mirror"] = np.ascontiguousarray(rgbs["group"][:, ::-1])
-    rgbs["blank"] = np.full((240, 320, 3), 200, dtype=np.uint8)
-    return {name: engine.analyze(rgb, embeddings=True) for name, rgb in rgbs.items()}
+    return analysed(engine)
 
 
 @pytest.fixture(scope="module")
 def assistant(engine) -> Assistant:
     return Assistant(engine)
-
-
-# --- expected faces, from the reports ------------------------------------------------------------
-
-
-def _all(reports: list[ImageReport]) -> list[tuple[FaceRef, object]]:
-    return [(FaceRef(i, f.id), f) for i, r in enumerate(reports, 1) for f in r.faces]
-
-
-def _cond(face, cond: str) -> bool:
-    for term in cond.split("&"):
-        if m := re.fullmatch(r"age(>=|<)(\d+)", term):
-            years = face.age.years
-            if not (years >= int(m.group(2)) if m.group(1) == ">=" else years < int(m.group(2))):
-                return False
-        else:
-            key, value = term.split("=")
-            if getattr(face, key) is None or getattr(face, key).label != value:
-                return False
-    return True
-
-
-def _row(faces, image: int) -> list:
-    """Faces of one photo from left to right by box centre (computed here, not taken from the ids)."""
-    return sorted((x for x in faces if x[0].image == image), key=lambda x: x[1].box[0] + x[1].box[2] / 2)
-
-
-def _ref(token: str) -> FaceRef:
-    face, _, image = token.partition("@")
-    return FaceRef(int(image or 1), int(face))
-
-
-def select(expr: str, reports: list[ImageReport]) -> list[FaceRef]:
-    faces = _all(reports)
-    kind, _, arg = expr.partition(":")
-    if kind == "all":
-        return [r for r, _ in faces]
-    if kind == "none":
-        return []
-    if kind == "id":
-        return [_ref(arg)]
-    if kind == "ids":
-        return [_ref(t) for t in arg.split(",")]
-    if kind in ("left", "right"):
-        arg, _, image = arg.partition("@")
-        n, _, cond = arg.partition(":")
-        row = [x for x in _row(faces, int(image or 1)) if not cond or _cond(x[1], cond)]
-        row = row if kind == "left" else row[::-1]
-        return [row[int(n) - 1][0]]
-    if kind == "middle":
-        row = _row(faces, 1)
-        mid = len(row) // 2
-        return [row[mid][0]] if len(row) % 2 else [row[mid - 1][0], row[mid][0]]
-    if kind in ("largest", "smallest"):
-        ranked = sorted(faces, key=lambda x: x[1].area, reverse=kind == "largest")
-        tie = len(ranked) > 1 and abs(ranked[0][1].area - ranked[1][1].area) <= 0.05 * ranked[0][1].area
-        return [x[0] for x in ranked[: 2 if tie else 1]]
-    if kind in ("oldest", "youngest", "oldest_of", "youngest_of"):
-        if kind.endswith("_of"):
-            wanted = {_ref(t) for t in arg.split(",")}
-            pool = [x for x in faces if x[0] in wanted]
-        else:
-            pool = [x for x in faces if not arg or _cond(x[1], arg)]
-        pick = max if kind.startswith("oldest") else min
-        return [pick(pool, key=lambda x: x[1].age.years)[0]]
-    if kind == "mostemo":
-        return [max(faces, key=lambda x: x[1].emotion.scores[arg])[0]]
-    if kind == "where":
-        return [r for r, f in faces if _cond(f, arg)]
-    if kind in ("next", "leftof", "rightof"):
-        (anchor,) = select(arg, reports)
-        row = [r for r, _ in _row(faces, anchor.image)]
-        i = row.index(anchor)
-        left, right = row[i - 1 : i] if i else [], row[i + 1 : i + 2]
-        return {"next": left + right, "leftof": left, "rightof": right}[kind]
-    raise ValueError(f"unknown selector {expr!r}")
-
-
-def expected(case: dict, reports: list[ImageReport]) -> tuple[str, list[FaceRef]]:
-    expr = case["expect"]
-    if expr.startswith("unique:"):
-        found = select(expr.removeprefix("unique:"), reports)
-        status = "ok" if len(found) == 1 else "ambiguous" if found else "not_found"
-        return status, found
-    return case.get("status", "ok"), select(expr, reports)
-
-
-# --- checking one turn ----------------------------------------------------------------------------
-
-
-def check_plan(plan, case: dict, reports: list[ImageReport]) -> None:
-    status, faces = expected(case, reports)
-    assert plan.status == status, f"status {plan.status} ({plan.why}), expected {status}"
-    for key in ("intent", "comparison", "emotion"):
-        if key in case:
-            assert getattr(plan, key) == case[key], f"{key}: {getattr(plan, key)} != {case[key]}"
-    if "attributes" in case:
-        assert set(plan.attributes) == set(case["attributes"]), f"attributes {plan.attributes}"
-    if "asked" in case:
-        assert plan.asked == case["asked"]
-    if status == "ok":
-        assert sorted(plan.targets) == sorted(faces), f"targets {plan.targets}, expected {faces}"
-    else:
-        assert plan.targets == ()
-        if case["expect"].startswith("unique:") and faces:
-            assert sorted(plan.candidates) == sorted(faces), f"candidates {plan.candidates}, expected {faces}"
-    if "candidates" in case:
-        assert sorted(plan.candidates) == sorted(select(case["candidates"], reports))
-
-
-def _age_words(face) -> str:
-    return "70 or older" if face.age.group == "70+" else f"{face.age.group} years old"
-
-
-def check_answer(answer, plan, case: dict, reports: list[ImageReport], race_said: bool = False) -> None:
-    """The answer says what the plan found, in our wording rules. `race_said`: the chat already had the race caveat."""
-    faces = dict(_all(reports))
-    assert answer.task == plan.intent
-    assert answer.status == case.get("answer_status", plan.status)
-    if plan.intent in ("refuse", "not_visible", "other_language"):
-        assert answer.faces == [] and answer.result.kind == "declined"
-        return
-    if plan.intent == "compound":
-        assert answer.result.kind == "compound" and len(answer.result.parts) == len(plan.parts)
-        for part_answer, part in zip(answer.result.parts, plan.parts, strict=True):
-            check_answer(part_answer, part, {}, reports, race_said)
-        return
-    shown = plan.targets if plan.status == "ok" else plan.candidates
-    assert answer.faces == [r.face for r in shown]
-    assert answer.boxes == [faces[r].box for r in shown]
-    for phrase in case.get("contains", []):
-        assert phrase in answer.text, f"{phrase!r} not in {answer.text!r}"
-    assert not re.search(r"\bAU\d", answer.answer), "AU codes belong in the reasoning, not the answer"
-    assert not re.search(r"\bonly 0 years|\b0 years apart", answer.answer)
-    text = answer.answer
-    if plan.status in ("ambiguous", "not_found"):  # says so, and lists who is there
-        for ref in faces:
-            assert f"person {ref.face}" in text
-        return
-    if plan.status != "ok":
-        return
-    if plan.intent == "attribute":
-        for ref in plan.targets:
-            face = faces[ref]
-            if "age" in plan.attributes:
-                assert _age_words(face) in text and f"{face.age.score:.0%}" in text
-            if "gender" in plan.attributes:
-                assert f"appears {display('gender', face.gender.label)} (confidence {face.gender.score:.0%})" in text
-            if "emotion" in plan.attributes:
-                assert f"looks {display('emotion', face.emotion.label)} (confidence {face.emotion.score:.0%})" in text
-            if "race" in plan.attributes and face.race is None:
-                assert ("VLM" in text) == ("race" in plan.named and not race_said), "race caveat: once, when asked"
-            for attribute, label in plan.asked.items():
-                verdict = "Yes:" if getattr(face, attribute).label == label else "No:"
-                assert text.startswith(verdict)
-    elif plan.intent == "count":
-        assert re.search(rf"\b{len(plan.targets)}\b", text)
-        assert answer.result.count == len(plan.targets)
-        if plan.yes_no:
-            assert text.startswith("Yes" if plan.targets else "No")
-    elif plan.intent == "describe":
-        for ref in plan.targets:
-            assert f"person {ref.face}" in text and f"{faces[ref].gender.score:.0%}" in text
-    elif plan.comparison in ("oldest", "youngest"):
-        (ref,) = plan.targets
-        assert f"about {faces[ref].age.years:.0f} years" in text
-        if plan.yes_no:  # "is person 1 older than person 3?": the first face named is the one asked about
-            assert text.startswith("Yes: " if ref == plan.candidates[0] else "No: "), text
-            assert f"person {ref.face}" in text
-        else:
-            assert text.startswith(f"Person {ref.face}")
-    elif plan.comparison == "same_person":
-        from faceqa.faces.identity import SAME_PERSON_COSINE, cosine
-
-        pairs = answer.result.pairs
-        for pair in pairs:
-            a, b = faces[FaceRef(*pair.a)], faces[FaceRef(*pair.b)]
-            similarity = cosine(a.embedding, b.embedding)
-            assert pair.cosine == pytest.approx(similarity, abs=1e-4)
-            assert pair.same == (similarity >= SAME_PERSON_COSINE)
-        if len(pairs) == 1:
-            assert ("same person" if pairs[0].same else "different people") in text
-        if plan.yes_no:
-            assert text.startswith("Yes" if any(p.same for p in pairs) else "No")
-    elif plan.intent == "reasoning":
-        detail = answer.reasoning or ""
-        for heading in ("Key observations:", "Overall emotional interpretation:", "Conclusion:"):
-            assert detail.count(heading) == len(plan.targets) and heading not in text
-        for ref in plan.targets:
-            label = faces[ref].emotion.label
-            assert f"{label}: the expression classifier" in detail
-            # The plain sentence names the classifier's emotion; asked about another one, it starts with No.
-            assert f"looks {display('emotion', label)}" in text
-            asked = plan.asked.get("emotion")
-            if asked and asked != label:
-                assert text.startswith("No:")
-
-
-def run_chat(turns: list[dict], photos: dict, assistant) -> list[str]:
-    """Ask the turns of one chat in order; the failures (a chat stops at its first failing turn)."""
-    names = turns[0].get("photos", ["group"])
-    reports = [photos[n] for n in names]
-    chat = Conversation()
-    for i, case in enumerate(turns):
-        # The conversation drops identity embeddings, so a same-person follow-up sends the photos again
-        # (here: the reports that carry them), as an app would.
-        resend = i == 0 or case.get("resend") or case.get("comparison") == "same_person"
-        images = reports if resend else None
-        race_said = chat.race_note_said
-        try:
-            plan = route(case["q"], reports, chat if i else None)
-            check_plan(plan, case, reports)
-            answer = assistant.answer(images, case["q"], chat)
-            check_answer(answer, plan, case, reports, race_said)
-        except AssertionError as error:
-            return [f"turn {i + 1} {case['q']!r}: {error}"]
-    return []
 
 
 @pytest.mark.parametrize("turns", [turns for _, turns in CASES], ids=[name for name, _ in CASES])

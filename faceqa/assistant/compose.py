@@ -357,7 +357,8 @@ class Composer:
         face = self.faces[best]
         about = f"about {years(face):.0f} years"
         if face.age is not None:
-            about += f", apparent age group {face.age.group}"
+            group = "70 or older" if face.age.group.endswith("+") else face.age.group
+            about += f" (apparent age group {group})"
         if len(plan.candidates) == 2:  # "is person 1 older than person 3?", "who is older, 2 or 4?"
             other = next(r for r in plan.candidates if r != best)
             word = "older" if oldest else "younger"
@@ -447,6 +448,8 @@ class Composer:
         n = len(refs)
         lines = [f"- {self.summary(r, ('gender', 'age', 'emotion'))}" for r in refs]
         head = f"Faces that {plan.condition}: {n}" if plan.condition else "Who is there"
+        if plan.yes_no:
+            head = ("Yes: " if refs else "No: ") + head[0].lower() + head[1:]
         text = head + ":\n" + "\n".join(lines) + self._note(plan)
         return Written(text, refs, FacesResult(faces=[self.facts(r) for r in refs]))
 

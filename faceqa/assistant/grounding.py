@@ -231,7 +231,7 @@ def _pronoun(ref: Referent, faces: Faces, focus: Sequence[FaceRef]) -> Grounding
     gender = {"he": "Male", "she": "Female"}.get(ref.pronoun or "")
     if len(focus) == 1:
         face = faces[focus[0]]
-        if gender and face.gender and face.gender.label != gender:
+        if ref.contrast and gender and face.gender and face.gender.label != gender:
             # "and her?" after a man: the other face of that gender, if there is exactly one.
             others = [r for r in faces if r.image == focus[0].image and r != focus[0]]
             fitting = [r for r in others if labelled(faces[r].gender, gender)]

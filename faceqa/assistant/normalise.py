@@ -20,6 +20,9 @@ from functools import cache, lru_cache
 from importlib import resources
 
 from rapidfuzz import fuzz, process
+from rapidfuzz.distance import OSA
+
+from faceqa.prompts.taxonomy import phrases as taxonomy_phrases
 
 from .vocabulary import vocabulary
 
@@ -46,20 +49,50 @@ _ANSWER_FORMAT = re.compile(
 
 
 @cache
-def _words() -> tuple[frozenset[str], tuple[str, ...]]:
-    """Words never corrected, and the words a misspelling may be corrected to."""
+def known_words() -> frozenset[str]:
+    """Every word the assistant knows: its own (`vocabulary_words`) and the policy's trigger words."""
+    return vocabulary_words() | policy_words()
+
+
+@cache
+def vocabulary_words() -> frozenset[str]:
+    """The words the assistant reads: its vocabulary, the router's pattern words, the taxonomy's label words
+    and common English."""
     v = vocabulary()
-    words = set(v.english) | set(v.numbers) | set(v.ordinals) | set(v.slang.values())
+    words = set(v.english) | set(v.numbers) | set(v.ordinals) | set(v.slang.values()) | set(_EXTRA.split())
     for table in (v.gender, v.ages, v.pronouns, v.emotions, v.races):
         words.update(w for phrase in table for w in phrase.split())
     for phrases in v.not_visible.values():
         words.update(w for phrase in phrases for w in phrase.split())
+    words.update(w for phrase in taxonomy_phrases() for w in phrase.split())
+    return frozenset(words)
+
+
+def is_name(words: list[str]) -> bool:
+    """Whether words read as someone's name: none of them a word the assistant reads, and not all of them
+    misspellings of one ("tom hanks", "obama"; not "smilling")."""
+    vocabulary = vocabulary_words()
+    return all(w not in vocabulary for w in words) and any(_correct(w) == w for w in words)
+
+
+@cache
+def policy_words() -> frozenset[str]:
+    """The words of the policy's triggers ("recogni[sz]e" gives recognise and recognize)."""
     policy = tomllib.loads(resources.files("faceqa.prompts").joinpath("data/policy.toml").read_text("utf-8"))
+    words: set[str] = set()
     for category in policy.values():
         for pattern in category.get("triggers", ()):
-            words.update(re.findall(r"[a-z]{3,}", pattern))
-    words.update(_EXTRA.split())
-    return frozenset(words), tuple(sorted(w for w in words if len(w) >= 3))
+            for variant in (re.sub(r"\[([a-z])[a-z]*\]", r"\1", pattern), re.sub(r"\[[a-z]*([a-z])\]", r"\1", pattern)):
+                words.update(re.findall(r"[a-z]{3,}", variant))
+    return frozenset(words)
+
+
+@cache
+def _targets() -> tuple[frozenset[str], tuple[str, ...]]:
+    """Words never corrected, and the words a misspelling may be corrected to (policy words are among them,
+    so "crimnal" is still declined)."""
+    words = known_words()
+    return words, tuple(sorted(w for w in words if len(w) >= 3))
 
 
 # Question words the patterns of the router use that are not in the lists of vocabulary.toml.
@@ -68,28 +101,30 @@ how many old age gender emotion expression explain describe reasoning step oldes
 people persons face faces left right middle center leftmost rightmost photo photos picture pictures image images
 happiest saddest angriest compare same identical different number count which whose emotional feelings
 everyone everybody someone anyone ethnicity ethnic racial race action units unit facial cues years year
+makes make made shows showing seems seeming appears appearing looks looking feels
+teens twenties thirties forties fifties sixties seventies eighties nineties early late mid
 """
-
-
-def known_words() -> frozenset[str]:
-    """Every word the assistant knows (vocabulary, policy triggers, English filler)."""
-    return _words()[0]
-
-
-CUTOFF = 85  # "persn" -> "person" is 91, "agee" -> "age" 86; "group" -> "grownup" (83) is no typo
+_SUFFIXES = ("s", "es", "ed", "ing", "ly", "er", "est")
+CUTOFF = 85  # fuzz.ratio: "persn" -> "person" is 91, "agee" -> "age" 86; "group" -> "grownup" (83) is no typo
+OSA_CUTOFF = 0.79  # one swap or edit in 5+ letters ("rigth" -> "right")
 
 
 @lru_cache(maxsize=8192)
 def _correct(word: str) -> str:
-    known, targets = _words()
+    known, targets = _targets()
     if word in known or len(word) < 3 or not word.isalpha():
         return word
+    if any(word.endswith(s) and word[: -len(s)] in known for s in _SUFFIXES):
+        return word  # an inflection of a known word ("makes", "smiles"): no typo
     best = process.extractOne(word, targets, scorer=fuzz.ratio, score_cutoff=CUTOFF)
+    if best is None and len(word) >= 5:
+        best = process.extractOne(word, targets, scorer=OSA.normalized_similarity, score_cutoff=OSA_CUTOFF)
     return best[0] if best else word
 
 
-def normalise(question: str) -> str:
-    """The question as every later step reads it (see the module docstring)."""
+def normalise(question: str, correct: bool = True) -> str:
+    """The question as every later step reads it (see the module docstring); `correct=False` leaves
+    misspellings as they are (for reading names)."""
     v = vocabulary()
     q = _ANSWER_FORMAT.sub("", question.lower().translate(_QUOTES))
     if "'" in q:
@@ -102,7 +137,7 @@ def normalise(question: str) -> str:
         word = v.slang.get(word, word)
         if word in v.numbers and word != "one":
             word = str(v.numbers[word])
-        elif _WORD.fullmatch(word):
+        elif correct and _WORD.fullmatch(word):
             word = _correct(word)
         words.append(word)
     return " ".join(words)

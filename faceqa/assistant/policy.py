@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -43,18 +44,20 @@ def categories() -> tuple[_Category, ...]:
     return tuple(found)
 
 
-def check(text: str, known: frozenset[str] = frozenset()) -> Refusal | None:
-    """The refusal for a normalised question, or None when it may be answered. `known` are the
-    words the assistant knows; a `names` pattern declines a question naming anything else."""
+def check(text: str) -> Refusal | None:
+    """The refusal for a normalised question, or None when it may be answered."""
     for category in categories():
-        if any(rx.search(text) for rx in category.triggers) or _names(category, text, known):
+        if any(rx.search(text) for rx in category.triggers):
             return Refusal(category.name, category.reply)
     return None
 
 
-def _names(category: _Category, text: str, known: frozenset[str]) -> bool:
-    for rx in category.names:
-        m = rx.search(text)
-        if m is not None and any(w not in known for w in m.group("name").split()):
-            return True
-    return False
+def check_names(text: str, is_name: Callable[[list[str]], bool]) -> Refusal | None:
+    """The refusal for a question naming someone ("is this tom hanks?", "who is obama?"): a `names` pattern
+    whose name is made only of words the assistant does not know. Read on the text before typo correction,
+    which would turn a name into a word ("hanks" -> "hands")."""
+    for category in categories():
+        for rx in category.names:
+            if (m := rx.search(text)) is not None and is_name(m.group("name").split()):
+                return Refusal(category.name, category.reply)
+    return None

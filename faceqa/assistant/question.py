@@ -21,7 +21,7 @@ V = vocabulary()
 
 CUES = {
     "same": Gated(
-        r"\bsame (?:person|people|individual|guy|man|woman|lady|face|identity|human)\b|\bthe same(?:\s*$| as\b)"
+        r"\bsame (?:person|people|individual|guy|man|woman|lady|face|identity|human)\b|\bthe same(?=\s*$| as\b)"
         r"|\bidentical\b|\bone and the same\b|\bsame\s*$",
         tokens("same identical"),
     ),
@@ -42,7 +42,8 @@ CUES = {
         ),
     ),
     "describe": Gated(
-        r"\bdescribe\b|\btell me (?:about|more)\b|\bwhat can you (?:tell|say)\b|\bwho (?:is|are) (?:in|on) (?:the|this)"
+        r"\bdescribe\b|\btell me (?:about|more)\b|\bwhat can you (?:tell|say)\b"
+        r"|\bwho (?:is|are) (?:in|on) (?:the|this)\b"
         r"|\bwho do you see\b|\bwhat do you see\b|\bwho is there\b|\beverything\b|\battributes\b|\bdetails\b"
         r"|\binfo(?:rmation)?\b|\bsummar(?:y|ize|ise)\b|\bprofile\b|\banaly[sz]e\b",
         tokens(
@@ -53,7 +54,7 @@ CUES = {
     "who": Gated(
         r"^(?:and |so |ok |okay |then )?(?:who|whom)\b|\b(?:is|does|do|are) any(?:one|body)\b"
         r"|\bwhich (?:one|ones|person|people|persons|face|faces|individual|man|men|woman|women|guy|guys|lady|ladies"
-        r"|boy|girl|child|kid|of (?:them|these|those|the \w+))\b",
+        r"|boy|girl|child|kid|of)\b",
         tokens("who which whom anyone anybody"),
     ),
     "than": Gated(r"\b(?:older|younger|elder) than\b", tokens("than")),
@@ -61,7 +62,7 @@ CUES = {
         r"^(?:and|what about|how about|and what about|now|also|ok|okay|then)\b|\bwhat about\b|\bhow about\b",
         tokens("and what how now also ok okay then"),
     ),
-    "any_pair": Gated(r"\bany (?:two|of (?:them|these|those))\b|\banyone\b|\bamong\b", tokens("any anyone among")),
+    "any_pair": Gated(r"\bany (?:two|2|of (?:them|these|those))\b|\banyone\b|\bamong\b", tokens("any anyone among")),
     "who_is_position": Gated(r"^(?:and |so )?who (?:is|was)\b", tokens("who")),
 }
 ASKS = {
@@ -110,6 +111,7 @@ FILLER = tokens(
 @dataclass
 class Question:
     text: str  # normalised
+    blanked: str  # the text with what is asked blanked ("how old", "the same person"): referring words only
     cues: frozenset[str]  # names of CUES found
     attributes: list[str]  # attributes asked about, in ATTRIBUTE_FIELDS order
     asked: dict[str, str]  # yes/no: attribute -> label ("is she smiling?" -> emotion: Happiness)
@@ -137,9 +139,12 @@ def read(text: str) -> Question:
     if m := t.first(_GENDER_ASKED):
         word = m.group(1) or m.group(2)
         asked["gender"] = "Male" if word in ("man", "boy", "guy", "gentleman", "male") else "Female"
-    referent = parse(t.text)
+    blanked = t.text
+    referent = parse(blanked)
     if t.find(_PLURAL_ATTRIBUTE):
         referent.plural = True
+    if "followup" in cues and referent.pronoun and not (referent.selector or referent.filters):
+        referent.contrast = True
     rest = Reading(_without(t.text, referent))
     if m := rest.find(_EMOTION_ASKED):
         asked["emotion"] = V.emotions[m.group(1)]
@@ -154,7 +159,7 @@ def read(text: str) -> Question:
     leftover = frozenset(w for w in t.text.split() if w not in read_words and w not in FILLER and not w.isdigit())
     if cues or attributes:
         leftover = frozenset()
-    return Question(text, cues, attributes, asked, referent, topic, leftover, bool(_YES_NO.match(text)))
+    return Question(text, blanked, cues, attributes, asked, referent, topic, leftover, bool(_YES_NO.match(text)))
 
 
 def _without(text: str, ref: Referent) -> str:

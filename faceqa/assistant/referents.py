@@ -39,6 +39,7 @@ class Referent:
     not_emotion: bool = False  # "not smiling": the emotion filter is negated
     race: str | None = None
     pronoun: str | None = None  # "he", "she", "they" or "this"
+    contrast: bool = False  # "and her?", "what about him?": someone other than the face just talked about
     everyone: bool = False
     others: bool = False  # "the others", "everyone else", "the rest"
     plural: bool = False
@@ -113,7 +114,7 @@ _AGE_WORDS = [w for w in V.ages if w not in V.gender]  # "grandma" is read as a 
 
 RX = {
     "image": Gated(rf"\b(?:in|from|of|on|for) (?:the )?({_ORD}) {_IMAGE}\b", _IMAGE_WORDS),
-    "image_n": Gated(rf"\b(?:in|from|of|on|for) {_IMAGE} (?:#|number |no )?({_NUM})\b", _IMAGE_WORDS),
+    "image_n": Gated(rf"\b(?:(?:in|from|of|on|for) )?{_IMAGE} (?:#|number |no )?({_NUM})\b", _IMAGE_WORDS),
     "all_images": Gated(
         rf"\b(?:in|across|from|of) (?:both|all|each|every)(?: of)?(?: the| these)? {_IMAGE}\b", _IMAGE_WORDS
     ),
@@ -153,7 +154,8 @@ RX = {
     "last": Gated(rf"\bthe last(?: {PERSON})?\b", tokens("last")),
     "size": Gated(
         r"\b(largest|biggest|closest|nearest|smallest|tiniest|farthest|furthest)\b(?: (?:face|one|to the camera))?"
-        r"|\b(?:in|at) the (front|foreground|back|background)\b|\b(behind) (?:the others|everyone|them)\b",
+        r"|\b(?:in|at) the (front|foreground|back|background)\b|\bin (front)\b"
+        r"|\b(behind) (?:the others|everyone|them)\b",
         tokens("largest biggest closest nearest smallest tiniest farthest furthest front foreground back behind"),
     ),
     "super": Gated(
@@ -260,7 +262,7 @@ def parse(text: str) -> Referent:
         ref.image = images[0][1]
     _position(t, ref)
     for m in t.take(RX["size"]):
-        ref.size = _SIZES.get(m.group(1) or m.group(2) or "", "smallest")
+        ref.size = _SIZES.get(next(g for g in m.groups() if g), "smallest")
         ref.words.append(m.group())
     for m in t.take(RX["emotion_most"]):
         ref.emotion_most = V.emotions.get(m.group(3) or "") or _MOST[m.group(1)]

@@ -31,7 +31,7 @@ from faceqa.schema import ImageReport
 from . import policy
 from .compound import split
 from .grounding import Faces, Grounding, describe_filters, ground, labelled
-from .normalise import english, known_words, normalise
+from .normalise import english, is_name, normalise
 from .plan import ATTRIBUTE_FIELDS, FaceRef, Intent, Plan
 from .question import Question, read
 from .referents import Referent, parse
@@ -81,6 +81,12 @@ def route(
         return Plan(intent="other_language", status="unsupported", vlm="open_question", question=question)
     text = normalise(question)
     parts = split(text)
+    # One declined part declines the whole question: no attribute list beside a refusal.
+    refusals = [r for part in parts if (r := policy.check(part))]
+    plain = split(normalise(question, correct=False))  # names, before typo correction turns them into words
+    refusals += [r for part in plain if (r := policy.check_names(part, is_name))]
+    if refusals:
+        return Plan(intent="refuse", status="unsupported", topic=refusals[0].category, question=text)
     if len(parts) == 1:
         return _route_one(parts[0], chat)
     plans = []
@@ -91,9 +97,6 @@ def route(
             chat.focus = list(plan.targets)
         if plan.intent not in ("help", "refuse", "not_visible"):
             chat.last_intent, chat.last_attributes = plan.intent, plan.attributes
-    refused = [p for p in plans if p.intent == "refuse"]
-    if refused:  # one declined part declines the whole question: no attribute list beside a refusal
-        return refused[0].model_copy(update={"question": text})
     # A part the rules cannot read beside parts they can ("... Options: Male, Female") is no question of its
     # own; the same plan twice ("explain, step by step, why she looks sad") is answered once.
     kept = [p for p in plans if p.intent != "help"] or plans[:1]
@@ -112,9 +115,6 @@ def _worst(plans: list[Plan]) -> str:
 
 
 def _route_one(text: str, chat: Chat) -> Plan:
-    refusal = policy.check(text, known_words())
-    if refusal is not None:
-        return Plan(intent="refuse", status="unsupported", topic=refusal.category, question=text)
     q = read(text)
     intent = _intent(q, chat)
     base = {"referent": " ".join(q.referent.words), "question": text, "named": tuple(q.attributes), "yes_no": q.yes_no}
@@ -144,21 +144,23 @@ def _route_one(text: str, chat: Chat) -> Plan:
 
 def _intent(q: Question, chat: Chat) -> Intent:
     ref = q.referent
+    # "Is there a dog?" asks what faces cannot show; "how many people wear hats?" is still a count.
+    unseen = q.topic and not q.attributes and not (ref.superlative or ref.emotion_most or q.has("same"))
+    if unseen and not (q.has("count") and ref.picks):
+        return "not_visible"
     if q.has("same"):
         return "compare"
     if q.has("count"):
         return "count"
     if q.has("than") or q.has("same_age"):
         return "compare"
-    if q.topic and not q.attributes and not (ref.superlative or ref.emotion_most):
-        return "not_visible"
     if q.has("reasoning") and ("emotion" in q.attributes or not q.attributes):
         return "reasoning"
     if q.has("who") and not q.has("describe"):
         # "who is the oldest / smiling / the woman" finds faces; "who is person 3" describes one.
         finds = ref.superlative or ref.emotion_most or ref.filters or ref.others or "emotion" in q.attributes
         return "compare" if finds or ("gender" in q.attributes and ref.empty) else "attribute"
-    if q.has("describe") and (not ref.picks or ref.everyone or ref.all_images):
+    if q.has("describe") and not (ref.filters or ref.selector or ref.pronoun or ref.unresolved or ref.others):
         return "describe"
     if q.attributes or q.has("describe"):
         return "attribute"
@@ -204,7 +206,7 @@ Planner = Callable[[Question, Chat, dict, "Grounding | None"], Plan]
 
 
 def _plan_attribute(q: Question, chat: Chat, base: dict, fixed: Grounding | None) -> Plan:
-    g = fixed or _with_focus(q.referent, chat, singular=not q.referent.plural)
+    g = fixed or _two(q, chat, joined_by="and") or _with_focus(q.referent, chat, singular=not q.referent.plural)
     if q.has("who_is_position") and not q.attributes:
         g.note = (g.note + "; " if g.note else "") + "I describe how people appear; I don't identify who they are"
     plan = Plan(intent="attribute", attributes=_attributes(q, "attribute", chat), asked=q.asked, **base)
@@ -293,18 +295,18 @@ def _extreme(q: Question, chat: Chat, base: dict) -> Plan:
     return _finish(plan, Grounding(g.targets, pool.targets, g.status, how=g.how, why=g.why))
 
 
-def _two(q: Question, chat: Chat) -> Grounding | None:
-    """The two faces a comparison names ("person 1 and 3", "the man on the left ... as the woman"), if it names two."""
+def _two(q: Question, chat: Chat, joined_by: str = "and|as|with|vs|versus|to|than|or") -> Grounding | None:
+    """The two faces a question names ("person 1 and 3", "the man on the left ... as the woman"), if it names two."""
     ref = q.referent
     if len(ref.indexes) >= 2:
         g = ground(ref.but(superlative=None, emotion_most=None), chat.faces, chat.n_images, chat.focus, singular=False)
         return _distinct(g)
-    halves = re.split(r"\b(?:and|as|with|vs|versus|to|than|or)\b", q.text, maxsplit=1)
+    halves = re.split(rf"\b(?:{joined_by})\b", q.blanked, maxsplit=1)
     if len(halves) < 2:
         return None
     picked = []
     for half in halves:
-        part = parse(half.replace("same person", "").replace("same age", "")).but(superlative=None, emotion_most=None)
+        part = parse(half).but(superlative=None, emotion_most=None)
         if part.empty:
             return None
         g = ground(part, chat.faces, chat.n_images, chat.focus)

@@ -120,6 +120,11 @@ def _vocabulary(attribute: str) -> Vocabulary:
                       parsing["negation_window"])
 
 
+def phrases() -> frozenset[str]:
+    """Every phrase the taxonomy reads, over all attributes, as plain lower-case words ("east asian")."""
+    return frozenset(" ".join(key) for attribute in ATTRIBUTES for key in _vocabulary(attribute).phrases)
+
+
 def _interval_groups(low: int, high: int | None) -> tuple[str, ...]:
     bounds = _taxonomies()["age_group"]["lower_bounds"]
     uppers = [b - 1 for b in bounds[1:]] + [None]
