@@ -108,5 +108,5 @@ def write_affectnet_layout(root: str | Path, per_split: dict[str, int], size: in
                     pixels = np.clip(synthetic_image(0, rng, size).astype(np.float32) / np.asarray(CLASSES[0].colour)
                                      * np.asarray(e.colour), 0, 255).astype(np.uint8)
                     Image.fromarray(pixels).save(images / name, quality=95)
-                writer.writerow([name, e.code, *(e.action_units.get(au, 0.0) for au in columns)])
+                writer.writerow([name, e.code, *(e.action_units.get(au, "") for au in columns)])  # unannotated: blank
     return root
