@@ -225,3 +225,17 @@ def test_json_inside_prose_is_read_as_json_not_as_the_words_around_it(attribute,
     text = f"Sure, here it is: {json.dumps({key: label, 'alternatives': [other]})} hope that helps"
     parsed = parse_answer(attribute, text)
     assert (parsed.ok, parsed.label) == (True, label), (text, parsed)
+
+
+@seed(SEED)
+@FUZZ
+@given(data=st.data())
+def test_a_reasoning_conclusion_is_read_from_its_commitment(data):
+    first, second = data.draw(st.lists(st.sampled_from(labels("emotion")), min_size=2, max_size=2, unique=True))
+    head = "Key observations: AU12 0.8\nOverall emotional interpretation: mixed cues\nConclusion: "
+    committed = parse_reasoning(f"{head}{first}. The action units point more to {second}.")
+    assert (committed.emotion.ok, committed.emotion.label) == (True, first), committed.emotion
+    later = parse_reasoning(f"{head}Looking at all of it together. The face reads as {first}.")
+    assert (later.emotion.ok, later.emotion.label) == (True, first), later.emotion
+    hedged = parse_reasoning(f"{head}either {first} or {second}")
+    assert hedged.emotion.label is None and not hedged.emotion.ok
