@@ -30,7 +30,7 @@ assert where.is_relative_to(pathlib.Path(sys.prefix).resolve()), f"faceqa import
 report = faceqa.analyze("photo.jpg")
 assert len(report.faces) == 4, report
 reasoning = faceqa.ask("photo.jpg", "Explain the expression of person 3 step by step")
-assert "Key observations" in reasoning.answer, reasoning.answer
+assert reasoning.task == "reasoning" and "AU15" in (reasoning.reasoning or ""), reasoning  # EMFACS + CoT wording data
 print(f"wheel-check: {where.parent} analysed photo.jpg: {len(report.faces)} faces; Exp-CoT answer ok")
 PY
 "$work/venv/bin/faceqa" analyze --json photo.jpg > analysis.json
