@@ -46,7 +46,8 @@ def serve(
         _defaults.max_question_chars),
     timeout: Annotated[float, typer.Option(min=0.1, help="Per-request time limit in seconds.")] = (
         _defaults.request_timeout),
-    workers: Annotated[int, typer.Option(min=1, help="Model workers (one face engine each).")] = _defaults.workers,
+    workers: Annotated[int, typer.Option(min=1, help="Model workers per served model (one face engine each).")] = (
+        _defaults.workers),
     threads: Annotated[int, typer.Option(min=1, help="CPU threads per model.")] = _defaults.threads,
     max_pending: Annotated[int, typer.Option(min=1, help="Requests allowed to wait for a worker; more get 429.")] = (
         _defaults.max_pending),
