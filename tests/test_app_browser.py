@@ -208,8 +208,10 @@ def test_the_highlighted_photo_stays_in_view_through_a_conversation(page_url, br
 
     page.find(MESSAGES)[-1].find_element("css selector", "details summary").click()
     page.wait.until(lambda b: "Key observations" in page.find(MESSAGES)[-1].text)  # the detail, once opened
-    assert page.find(MESSAGES)[-1].find_elements("css selector", '[data-testid="stDataFrame"]')
-    assert page.find(MESSAGES)[-1].find_elements("css selector", '[data-testid="stVegaLiteChart"]')
+    for part in ("stDataFrame", "stVegaLiteChart"):  # the AU bars and the emotion distribution, drawn in it
+        page.wait.until(lambda b, part=part: page.find(MESSAGES)[-1].find_elements("css selector",
+                                                                                   f'[data-testid="{part}"]'))
+    page.idle()
     page.in_view(page.photo(highlighted="highlighted: person 3"), "the photo, with the details open,")
 
     page.click("Download the face reports (JSON)")
@@ -217,6 +219,7 @@ def test_the_highlighted_photo_stays_in_view_through_a_conversation(page_url, br
     page.wait.until(lambda b: saved.exists() and saved.stat().st_size > 0)
     report = json.loads(saved.read_text())
     assert [face["box"] for face in report["faces"]] == [list(face.box) for face in group_report.faces]
+    assert not any("embedding" in face for face in report["faces"])  # biometric templates never leave the page
 
     assert not any(sign in page.text() for sign in TRACEBACK_SIGNS)
     assert browser.save_screenshot(str(ARTIFACTS / "chat_page_details.png"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from importlib import resources
 
 import pytest
@@ -64,6 +65,10 @@ def test_uploaded_group_photo_questions_follow_up_and_table(page, group_report, 
     assert "Person 2" in follow_up and group_report.faces[1].age.group in follow_up
     assert highlight(page) == {(1, 2)}
 
+    assert "different people" in ask(page, "Are person 1 and person 4 the same person?")  # from the kept embeddings
+    photo = page.session_state["chat"].photos[0]
+    assert '"embedding"' not in photo.report_json() and len(json.loads(photo.report_json())["faces"]) == 4
+
 
 def test_reasoning_reads_plainly_with_the_detail_once_in_one_expander(page, examples):
     upload(page, ("group.jpg", (examples / "group.jpg").read_bytes()))
@@ -71,7 +76,10 @@ def test_reasoning_reads_plainly_with_the_detail_once_in_one_expander(page, exam
     assert reply.startswith("Person 3") and "looks sad" in reply
     assert "Key observations" not in reply and "AU15" not in reply and not reply.endswith(":")
     [detail] = page.chat_message[-1].expander
-    assert detail.label == "Details"
+    assert detail.label == "Details" and not detail.children  # drawn only once opened
+    page.session_state[f"details_0_{len(page.session_state['chat'].messages) - 1}"] = True  # open it
+    page.run()
+    [detail] = page.chat_message[-1].expander
     said = "\n".join(m.value for m in detail.markdown)
     assert said.count("Key observations") == 1 and "Conclusion" in said
     aus, = detail.dataframe

@@ -43,9 +43,16 @@ log = logging.getLogger("faceqa.app.chat")
 
 @dataclass
 class Photo:
+    """One photo of the chat: its pixels and its analysis, with identity embeddings so that a question only
+    reads the report (none is analysed again) and "same person?" still compares faces. Both stay in this
+    session's memory; the downloaded report leaves the embeddings out."""
+
     name: str
     rgb: np.ndarray
     report: ImageReport
+
+    def report_json(self) -> str:
+        return self.report.model_dump_json(indent=2, exclude={"faces": {"__all__": {"embedding"}}})
 
 
 @dataclass
@@ -131,7 +138,7 @@ def add_photo(name: str, data: bytes) -> None:
         say("assistant", f"I can't use **{name}**: {str(error).removeprefix('image data: ')}.")
         return
     with st.spinner(f"Finding the faces in {name}…"):
-        report = assistant().engine.analyze(rgb, path=name)
+        report = assistant().engine.analyze(rgb, path=name, embeddings=True)
     state.photos.append(Photo(name, rgb, report))
     number = len(state.photos)
     st.session_state[TAB] = tab_label(number)
@@ -167,7 +174,7 @@ def ask(question: str, settings: dict) -> None:
             say("assistant", text)
             return
         try:
-            result = assistant().answer([p.rgb for p in state.photos], question, state.conversation)
+            result = assistant().answer([p.report for p in state.photos], question, state.conversation)
         except ValueError as error:
             say("assistant", f"I can't answer that: {error}.")
             return
@@ -242,7 +249,7 @@ def show_photo(state: Chat, number: int, photo: Photo) -> None:
     st.dataframe(table, hide_index=True, key=f"table_{number}")
     if "apparent race" not in table:
         st.caption(RACE_NOTE)
-    st.download_button("Download the face reports (JSON)", photo.report.model_dump_json(indent=2),
+    st.download_button("Download the face reports (JSON)", photo.report_json(),
                        file_name=f"{Path(photo.name).stem}.faces.json", mime="application/json",
                        key=f"download_{number}")
 
@@ -297,12 +304,16 @@ def conversation(state: Chat) -> None:
             st.markdown("Add a photo (upload one, take one, or pick an example in the sidebar) and ask about the "
                         "people in it. Or try one of these:")
             example_buttons([(s.photo, s.question, s.label) for s in STARTERS])
-    for message in state.messages:
+    inputs = st.session_state.get("inputs", 0)
+    for index, message in enumerate(state.messages):
         with st.chat_message(message.role):
             st.markdown(message.content)
             if message.detail or message.faces:
-                with st.expander("Details"):
-                    show_detail(state, message)
+                # Drawn only while open: a long conversation does not rebuild every table and chart on each run.
+                # Keyed per conversation (Clear starts new ones) and message.
+                with st.expander("Details", key=f"details_{inputs}_{index}", on_change="rerun") as details:
+                    if details.open:
+                        show_detail(state, message)
     if state.suggest_for is not None:
         questions = examples_for([p.report for p in state.photos], state.suggest_for)
         example_buttons([(None, q, q) for q in questions])
