@@ -34,7 +34,7 @@ from faceqa.schema import FaceReport, ImageReport
 
 EXAMPLES = resources.files("faceqa") / "examples"
 STYLE = Path(str(resources.files("faceqa.app") / "data" / "chat.css"))
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "avif", "bmp", "gif", "tif", "tiff"]
 MAX_UPLOAD_PIXELS = 40_000_000
 EMBEDDED = "Embedded engine (offline)"
 TAB = "photo_tab"  # session-state key of the photo tabs: the page switches them to the photo an answer is about
