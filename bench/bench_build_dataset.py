@@ -1,13 +1,23 @@
-"""Dataset-building throughput and memory on a synthetic FairFace-layout set.
+"""Dataset-building throughput, scaling and memory on a synthetic FairFace-layout set, one machine vs Ray.
 
-    python bench/bench_build_dataset.py [--rows 20000] [--small 5000] [--size 224]
+    python bench/bench_build_dataset.py [--rows 20000] [--small 5000] [--size 224] [--old-pool-commit 2cff083]
 
 Images are generated once into bench/results/cache/ (224 px JPEGs like FairFace's
-padding-0.25 crops) and reused. Each build runs in a fresh subprocess so its peak
-RSS is its own: rows/s with 1 and with 2 worker processes on the same rows, in the
-same run (scaling ratio, target >= 1.7x), and the peak memory of the parent process
-at two dataset sizes (target: flat). Crop mode "trust" (the images are not faces),
-all tasks on, the default shard size.
+padding-0.25 crops) and reused. Each build runs in a fresh subprocess, in one run:
+
+- in this process (no Ray), Ray local with 1 and with 2 workers: rows/s, and the
+  scaling 2 ÷ 1 worker (target >= 1.8x);
+- the home-made 2-process pool that Ray replaced, run from the commit that still had it
+  (`git archive` of faceqa/ at --old-pool-commit into a temporary folder, PYTHONPATH'd):
+  Ray 2 workers ÷ old pool 2 processes (target >= 1.0);
+- Ray 2 workers on --small rows: peak memory at two sizes (target: flat), sampled over
+  the whole process tree (driver, raylet, actors) and for the driver alone;
+- a simulated two-node cluster: two `ray start` nodes of one CPU each on this machine,
+  the build joining it by address with 2 workers (one actor per node).
+
+Every build's shards are hashed: one machine, Ray 1/2 workers and two nodes must write
+byte-identical shards (the old pool is older code, so its rows are not compared).
+Crop mode "trust" (the images are not faces), all tasks on, the default shard size.
 """
 
 from __future__ import annotations
@@ -16,34 +26,63 @@ import argparse
 import json
 import os
 import platform
+import re
+import secrets
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import RESULTS, save  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 CHILD = """
-import json, resource, sys, time
+import hashlib, json, os, resource, sys, threading, time
+import psutil
 from faceqa.finetune.build import BuildConfig, Source, run_build
 from faceqa.finetune.crop import CropConfig
 from faceqa.finetune.worker import FaceJobConfig
 
+def sample(peak, stop):
+    me = psutil.Process()
+    while not stop.wait(0.25):
+        total = me.memory_info().rss
+        for child in me.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass
+        peak[0] = max(peak[0], total)
+
 if __name__ == "__main__":
-    root, out, processes, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    config = BuildConfig(job=FaceJobConfig(crop=CropConfig(mode="trust", size=size)), processes=processes)
+    root, out, mode, workers, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    job = FaceJobConfig(crop=CropConfig(mode="trust", size=size))
+    if mode == "old-pool":
+        config = BuildConfig(job=job, processes=workers)
+    elif mode == "local":
+        config = BuildConfig(job=job)
+    else:
+        from faceqa.cluster import RaySettings, connect
+        config = BuildConfig(job=job, ray=RaySettings(address=mode, workers=workers))
+        connect(config.ray)  # start or join the cluster before the clock starts: a service, not build work
+    peak, stop = [0], threading.Event()
+    threading.Thread(target=sample, args=(peak, stop), daemon=True).start()
     started = time.perf_counter()
     summary = run_build([Source.parse(f"fairface={root}")], out, config, overwrite=True, progress=False)
     seconds = time.perf_counter() - started
+    stop.set()
+    digest = hashlib.sha256()
+    for path in sorted(p for p in __import__("pathlib").Path(out).glob("*/shard-*.parquet")):
+        digest.update(path.name.encode() + path.read_bytes())
     faces = sum(sum(v.values()) for v in (s.get("gender", {}) for s in summary["balance"].values()))
-    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"seconds": seconds, "source_rows": faces + sum(summary["dropped"].values()),
-                      "faces": faces, "rows": sum(summary["rows"].values()), "dropped": summary["dropped"],
-                      "cpu_seconds_parent": own.ru_utime + own.ru_stime,
-                      "cpu_seconds_workers": workers.ru_utime + workers.ru_stime,
-                      "peak_rss_mb_parent": own.ru_maxrss / 1024,
-                      "peak_rss_mb_largest_worker": workers.ru_maxrss / 1024}))
+                      "rows": sum(summary["rows"].values()), "shards_sha256": digest.hexdigest(),
+                      "peak_rss_mb_driver": own.ru_maxrss / 1024, "peak_rss_mb_tree": peak[0] / 2**20}))
 """
 
 
@@ -51,7 +90,7 @@ def dataset(rows: int, size: int) -> Path:
     """The cached synthetic set with `rows` training rows (a prefix of the largest one generated)."""
     from faceqa.dev.synthetic import write_fairface_layout
 
-    root = RESULTS / "cache" / f"fairface-synthetic-{size}px"
+    root = RESULTS / "cache" / f"fairface-synthetic-{size}px-{rows}"
     started = time.perf_counter()
     write_fairface_layout(root, {"train": rows}, size=size)
     (root / "fairface_label_val.csv").write_text("file,age,gender,race,service_test\n")
@@ -59,25 +98,80 @@ def dataset(rows: int, size: int) -> Path:
     return root
 
 
-def build(root: Path, processes: int, size: int) -> dict:
-    with tempfile.TemporaryDirectory(prefix="faceqa-bench-") as out:
-        result = subprocess.run([sys.executable, "-c", CHILD, str(root), out, str(processes), str(size)],
-                                capture_output=True, text=True)
+def old_code(commit: str, folder: Path) -> Path:
+    """faceqa/ as it was at `commit` (the one with finetune/parallel.py), unpacked into `folder`."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "faceqa"], check=True,
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    if not (folder / "faceqa/finetune/parallel.py").exists():
+        raise SystemExit(f"commit {commit} has no faceqa/finetune/parallel.py: not the old pool")
+    return folder
+
+
+def build(root: Path, mode: str, workers: int, size: int, pythonpath: Path = REPO, label: str = "") -> dict:
+    with tempfile.TemporaryDirectory(prefix="faceqa-bench-") as folder:
+        env = {**os.environ, "PYTHONPATH": str(pythonpath), "TQDM_DISABLE": "1"}
+        result = subprocess.run([sys.executable, "-c", CHILD, str(root), f"{folder}/out", mode, str(workers),
+                                 str(size)], capture_output=True, text=True, env=env, cwd=folder)  # not this checkout
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-3000:])
     record = json.loads(result.stdout.strip().splitlines()[-1])
-    record["rows_per_second"] = record["source_rows"] / record["seconds"]
-    record["cpu_ms_per_row"] = 1000 * (record["cpu_seconds_parent"] + record["cpu_seconds_workers"]) / \
-        record["source_rows"]
-    record["processes"] = processes
-    record["load_average_after"] = os.getloadavg()[0]
+    record.update(rows_per_second=record["source_rows"] / record["seconds"], mode=label or mode, workers=workers,
+                  load_average_after=os.getloadavg()[0])
+    print(f"{record['mode']:>24} x{workers}: {record['rows_per_second']:.0f} rows/s ({record['source_rows']} rows "
+          f"in {record['seconds']:.1f} s; peak RSS driver {record['peak_rss_mb_driver']:.0f} MB, process tree "
+          f"{record['peak_rss_mb_tree']:.0f} MB; load average {record['load_average_after']:.1f})", flush=True)
     return record
 
 
-def describe(record: dict) -> str:
-    return (f"{record['rows_per_second']:.0f} rows/s ({record['source_rows']} rows in {record['seconds']:.1f} s; "
-            f"{record['cpu_ms_per_row']:.2f} CPU-ms per row, parent {record['cpu_seconds_parent']:.0f} s of CPU; "
-            f"load average {record['load_average_after']:.1f})")
+class TwoNodes:
+    """Two Ray nodes of one CPU each on this machine (`ray start --block`), stopped by their own pids."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen] = []
+        self.address = ""
+
+    def __enter__(self) -> TwoNodes:
+        from faceqa.dev.ports import free_port
+
+        # Token authentication with a token of this run, shared with the build through the environment.
+        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0")
+        ray, env, port = str(Path(sys.executable).with_name("ray")), dict(os.environ), free_port()
+        common = ["--num-cpus", "1", "--object-store-memory", str(512 * 2**20), "--block", "--disable-usage-stats",
+                  "--node-ip-address", "127.0.0.1"]
+        self.processes.append(subprocess.Popen([ray, "start", "--head", "--port", str(port), "--include-dashboard",
+                                                "false", *common], env=env, stdout=subprocess.PIPE,
+                                               stderr=subprocess.STDOUT, text=True))
+        self.address = f"127.0.0.1:{port}"
+        time.sleep(15)  # the head's GCS up before the second node joins
+        self.processes.append(subprocess.Popen([ray, "start", "--address", self.address, *common], env=env,
+                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        try:
+            self._wait_for_nodes(2)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _wait_for_nodes(self, count: int) -> None:
+        ray = str(Path(sys.executable).with_name("ray"))
+        for _ in range(30):
+            status = subprocess.run([ray, "status", "--address", self.address], capture_output=True, text=True,
+                                    timeout=60)
+            if len(re.findall(r"^\s*1 node_", status.stdout, re.M)) >= count:
+                return
+            time.sleep(2)
+        raise RuntimeError(f"the two-node cluster did not come up: {status.stdout[-1500:]} {status.stderr[-1500:]}")
+
+    def __exit__(self, *_: object) -> None:
+        for process in reversed(self.processes):
+            process.terminate()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        Path(tempfile.gettempdir(), "ray", "ray_current_cluster").unlink(missing_ok=True)  # `ray start` left it
 
 
 def main() -> None:
@@ -85,33 +179,44 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20000)
     parser.add_argument("--small", type=int, default=5000)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--repeats", type=int, default=1, help="Alternating runs per process count; best is kept.")
+    parser.add_argument("--old-pool-commit", default="2cff083",
+                        help="a commit whose faceqa/finetune/parallel.py is the pool Ray replaced")
+    parser.add_argument("--skip-two-nodes", action="store_true")
     args = parser.parse_args()
 
-    large = dataset(args.rows, args.size)
+    large, small = dataset(args.rows, args.size), dataset(args.small, args.size)
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other jobs skew rows/s)")
-    runs: dict[int, list[dict]] = {1: [], 2: []}
-    for _ in range(args.repeats):  # alternated, best of each: other jobs on the machine only ever slow a run
-        for processes in (1, 2):
-            runs[processes].append(build(large, processes, args.size))
-            print(f"{processes} process(es): {describe(runs[processes][-1])}")
-    one, two = (max(runs[p], key=lambda r: r["rows_per_second"]) for p in (1, 2))
-    scaling = two["rows_per_second"] / one["rows_per_second"]
-    print(f"scaling 2 vs 1 process: {scaling:.2f}x (target >= 1.7x)")
+    runs = {"local": build(large, "local", 1, args.size, label="one machine, no Ray"),
+            "ray_1": build(large, "local", 1, args.size, label="Ray local")}
+    with tempfile.TemporaryDirectory(prefix="faceqa-old-pool-") as folder:
+        old = old_code(args.old_pool_commit, Path(folder))
+        runs["old_pool_2"] = build(large, "old-pool", 2, args.size, pythonpath=old,
+                                   label=f"old pool @{args.old_pool_commit}")
+    runs["ray_2"] = build(large, "local", 2, args.size, label="Ray local")
+    runs["ray_2_small"] = build(small, "local", 2, args.size, label="Ray local (small)")
+    if not args.skip_two_nodes:
+        with TwoNodes() as nodes:
+            runs["two_nodes_2"] = build(large, nodes.address, 2, args.size, label="Ray, two local nodes")
 
-    small = build(dataset(args.small, args.size), 2, args.size)
-    growth = two["peak_rss_mb_parent"] / small["peak_rss_mb_parent"]
-    print(f"peak RSS of the building process: {small['peak_rss_mb_parent']:.0f} MB at {small['source_rows']} rows, "
-          f"{two['peak_rss_mb_parent']:.0f} MB at {two['source_rows']} rows ({growth:.2f}x for "
-          f"{two['source_rows'] / small['source_rows']:.0f}x the rows); largest worker "
-          f"{two['peak_rss_mb_largest_worker']:.0f} MB")
-
-    RESULTS.mkdir(exist_ok=True)
-    report = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-              "runs": runs, "one_process": one, "two_processes": two, "scaling": scaling, "small_two_processes": small,
-              "peak_rss_growth": growth}
-    (RESULTS / "bench_build_dataset.json").write_text(json.dumps(report, indent=2))
-    print(f"written: {RESULTS / 'bench_build_dataset.json'}")
+    rate = {name: run["rows_per_second"] for name, run in runs.items()}
+    same = {name: runs[name]["shards_sha256"] == runs["local"]["shards_sha256"]
+            for name in ("ray_1", "ray_2", "two_nodes_2") if name in runs}
+    results = {
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "runs": runs,
+        "scaling_ray_2_vs_1": rate["ray_2"] / rate["ray_1"],
+        "ray_2_vs_old_pool_2": rate["ray_2"] / rate["old_pool_2"],
+        "ray_1_vs_no_ray": rate["ray_1"] / rate["local"],
+        "two_nodes_vs_ray_1": rate["two_nodes_2"] / rate["ray_1"] if "two_nodes_2" in rate else None,
+        "peak_rss_growth_tree": runs["ray_2"]["peak_rss_mb_tree"] / runs["ray_2_small"]["peak_rss_mb_tree"],
+        "peak_rss_growth_driver": runs["ray_2"]["peak_rss_mb_driver"] / runs["ray_2_small"]["peak_rss_mb_driver"],
+        "same_shards_as_one_machine": same,
+    }
+    save("bench_build_dataset", results)
+    print(f"Ray 2 vs 1 worker {results['scaling_ray_2_vs_1']:.2f}x (target >= 1.8); Ray 2 workers vs old 2-process "
+          f"pool {results['ray_2_vs_old_pool_2']:.2f}x (target >= 1.0); peak RSS {args.small} -> {args.rows} rows: "
+          f"tree {results['peak_rss_growth_tree']:.2f}x, driver {results['peak_rss_growth_driver']:.2f}x; "
+          f"byte-identical shards: {same}")
 
 
 if __name__ == "__main__":

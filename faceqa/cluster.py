@@ -51,7 +51,8 @@ def connect(settings: RaySettings) -> Any:
     if ray.is_initialized():
         return ray
     if settings.address == LOCAL:
-        ray.init(num_cpus=settings.num_cpus or settings.workers, include_dashboard=False,
+        # address="local": always a new instance, never a cluster some `ray start` left on this machine
+        ray.init(address=LOCAL, num_cpus=settings.num_cpus or settings.workers, include_dashboard=False,
                  object_store_memory=settings.object_store_mb * 2**20, log_to_driver=False,
                  _system_config={"automatic_object_spilling_enabled": False})
     else:

@@ -23,6 +23,13 @@ def data_url(item: FaceRecord) -> str:
     return encoded_data_url(encoded_image(item), item.image.name)
 
 
+def with_image(messages: list[dict[str, Any]], url: str) -> list[dict[str, Any]]:
+    """A task's chat messages (`prompts`) with the image placeholder as an OpenAI `image_url` part."""
+    image = {"type": "image_url", "image_url": {"url": url}}
+    return [m if m["role"] != "user" else {**m, "content": [image if p == IMAGE else p for p in m["content"]]}
+            for m in messages]
+
+
 def encoded_data_url(data: bytes, name: str) -> str:
     """Encoded image bytes as a data URL, the type guessed from the file name."""
     mime = mimetypes.guess_type(name)[0] or "image/jpeg"
@@ -55,9 +62,7 @@ class OpenAIEndpointPredictor(Predictor):
     def predict(self, item: FaceRecord, task: str) -> Prediction:
         from openai.types.chat import ChatCompletion
 
-        image = {"type": "image_url", "image_url": {"url": data_url(item)}}
-        messages = [m if m["role"] != "user" else {**m, "content": [image if p == IMAGE else p for p in m["content"]]}
-                    for m in self.prompts[task]]
+        messages = with_image(self.prompts[task], data_url(item))
         body = {"model": self.model, "messages": messages, "temperature": 0.0, "max_tokens": self.max_tokens}
         started = time.perf_counter()
         # The same client and wire format as chat.completions.create (retries, auth, timeouts, a typed
