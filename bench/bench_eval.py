@@ -3,9 +3,11 @@
 A stand-in OpenAI-compatible server on 127.0.0.1, in its own process as a real model
 server is, answers every chat request after a fixed delay (50 ms), so wall time is
 dominated by waiting. In one run: the same items at concurrency 1 and 16 through the real
-`openai` client (target ratio >= 10x), then `faceqa eval run` in a subprocess,
-interrupted with SIGINT part-way and run again; the server's own request count
-proves no call was repeated.
+`openai` client (target ratio >= 10x); at concurrency 16 on a local Ray (2 actors x 8
+calls, `RayPredictor`) against the thread pool's 16 (target ratio >= 0.95; the Ray
+instance is started before the clock, as a cluster would already be running); then
+`faceqa eval run` in a subprocess, interrupted with SIGINT part-way and run again; the
+server's own request count proves no call was repeated.
 
     python bench/bench_eval.py [--items 2000] [--delay 0.05] [--json results.json]
 """
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +35,7 @@ from eval_standin import StandInProcess, image_digest  # noqa: E402
 from faceqa.datasets.readers import read_fairface  # noqa: E402
 from faceqa.eval.cache import PredictionCache  # noqa: E402
 from faceqa.eval.openai_predictor import OpenAIEndpointPredictor  # noqa: E402
+from faceqa.eval.predictor import Predictor  # noqa: E402
 from faceqa.eval.runner import run_predictions  # noqa: E402
 from faceqa.prompts import templates  # noqa: E402
 
@@ -54,13 +58,20 @@ def fixture(root: Path, n: int) -> dict[str, str]:
     return truth
 
 
-def timed_run(items: list, server: StandInProcess, concurrency: int, cache: Path) -> dict:
-    predictor = OpenAIEndpointPredictor(server.base_url, "standin")
+def timed_run(items: list, server: StandInProcess, concurrency: int, cache: Path, ray: bool = False) -> dict:
+    if ray:
+        from faceqa.cluster import RaySettings
+        from faceqa.eval.ray_predictor import RayPredictor
+
+        predictor: Predictor = RayPredictor(partial(OpenAIEndpointPredictor, server.base_url, "standin"),
+                                            RaySettings(workers=2), concurrency)
+    else:
+        predictor = OpenAIEndpointPredictor(server.base_url, "standin")
     before = server.requests
     with PredictionCache(cache) as store:
         stats = run_predictions(items, [TASK], predictor, store, concurrency=concurrency, progress=False)
     predictor.close()
-    return {"concurrency": concurrency, "calls": stats.calls, "failed": stats.failed,
+    return {"concurrency": concurrency, "ray": ray, "calls": stats.calls, "failed": stats.failed,
             "server_requests": server.requests - before, "seconds": round(stats.wall_seconds, 2),
             "calls_per_second": round(stats.calls / stats.wall_seconds, 1)}
 
@@ -116,16 +127,25 @@ def main() -> None:
         with StandInProcess(answer, delay=args.delay) as server:
             fast = timed_run(items, server, 16, root / "c16.jsonl")
             slow = timed_run(items, server, 1, root / "c1.jsonl")
+            from faceqa.cluster import RaySettings, connect
+
+            connect(RaySettings(workers=2))
+            on_ray = timed_run(items, server, 16, root / "ray16.jsonl", ray=True)
+            threads = timed_run(items, server, 16, root / "c16-again.jsonl")  # after Ray: same conditions
             resume = resume_run(root / "fairface", root / "run", server, args.items, stop_after=args.items // 4)
 
     results = {
         "items": args.items, "server_delay_ms": args.delay * 1000, "concurrency_16": fast, "concurrency_1": slow,
         "speedup_16_vs_1": round(slow["seconds"] / fast["seconds"], 2),
+        "ray_concurrency_16": on_ray, "threads_concurrency_16_after_ray": threads,
+        "ray_vs_threads_16": round(min(fast["seconds"], threads["seconds"]) / on_ray["seconds"], 3),
         "ideal_speedup": 16, "resume": resume,
     }
     print(json.dumps(results, indent=2))
     ok = results["speedup_16_vs_1"] >= 10 and resume["repeated_calls"] == 0 and resume["total_requests"] == args.items
-    print(f"speed-up {results['speedup_16_vs_1']}x (target >= 10x); resumed run repeated "
+    ok = ok and results["ray_vs_threads_16"] >= 0.95 and on_ray["server_requests"] == args.items
+    print(f"Ray (2 actors x 8) vs 16 threads: {results['ray_vs_threads_16']}x (target >= 0.95); "
+          f"speed-up {results['speedup_16_vs_1']}x (target >= 10x); resumed run repeated "
           f"{resume['repeated_calls']} calls ({resume['total_requests']} requests for {args.items} items): "
           f"{'PASS' if ok else 'FAIL'}")
     if args.json:

@@ -68,7 +68,8 @@ class RayPredictor(Predictor):
         per_actor = max(1, math.ceil(concurrency / settings.workers))
         actor = self._ray.remote(num_cpus=cpus_per_actor, max_concurrency=per_actor)(PredictorActor)
         self._actors = [actor.remote(factory) for _ in range(settings.workers)]
-        self.name, self.tasks, self._description = self._ray.get(self._actors[0].describe.remote())
+        # Every actor built its predictor (a bad checkpoint path fails here, once), then the first one's details.
+        self.name, self.tasks, self._description = self._ray.get([a.describe.remote() for a in self._actors])[0]
         self._description = {**self._description, "ray": {"address": settings.address, "actors": settings.workers,
                                                           "calls_per_actor": per_actor}}
 
