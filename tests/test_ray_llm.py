@@ -47,7 +47,8 @@ def test_rows_become_requests_and_answers_become_cache_lines_that_score(examples
     image, text = user["content"]
     assert base64.b64decode(image["image_url"]["url"].split(",", 1)[1]) == path.read_bytes()
     assert text == {"type": "text", "text": templates.question("gender", "paligemma")}
-    assert request["sampling_params"] == {"temperature": 0.0, "max_tokens": 12} and request["model"] == "/models/adapter"
+    assert request["sampling_params"] == {"temperature": 0.0, "max_tokens": 12}
+    assert request["model"] == "/models/adapter"
     assert Request(SETTINGS)({**row, "data": b"inline"})["messages"][0]["content"][0]["image_url"]["url"].endswith(
         base64.b64encode(b"inline").decode())
 
@@ -63,7 +64,7 @@ def test_rows_become_requests_and_answers_become_cache_lines_that_score(examples
         for line in lines:
             cache.put(line)
     with PredictionCache(tmp_path / "p.jsonl") as cache:  # as a rerun or `evaluate` reads them
-        rows, unusable = score(items, ["gender"], cache, "faces")
+        rows, unusable = score(items, ["gender"], cache, "faces[paligemma]")  # as --prompt-style paligemma
     assert [(r.image, r.pred, r.correct) for r in rows] == [("ex:obama.jpg", "Male", True), ("ex:other", None, False),
                                                            ("ex:broken", None, False)]
     assert unusable == []

@@ -26,14 +26,14 @@ from typing import Any
 from faceqa.cluster import RaySettings, connect
 from faceqa.datasets.readers import FaceRecord
 from faceqa.eval.cache import PredictionCache
-from faceqa.eval.openai_predictor import encoded_data_url, with_image
+from faceqa.eval.openai_predictor import cache_name, encoded_data_url, with_image
 from faceqa.eval.predictor import answered, prompts
 
 
 @dataclass(frozen=True)
 class BatchSettings:
     model: str  # checkpoint folder (or hub id) on every node
-    name: str  # the model's name in the prediction cache, e.g. the --model an endpoint run would use
+    name: str  # the served model's name (an endpoint run's --model); the cache adds the style, as such a run does
     style: str = "chat"  # prompts: chat (system prompt + question) or paligemma (bare prefix)
     replicas: int = 1  # vLLM engines (data parallel), each an actor with `tensor_parallel` GPUs
     tensor_parallel: int = 1
@@ -80,7 +80,7 @@ class Answer:
     """Post-processing: vLLM's text read by the shared parser, as a prediction-cache line."""
 
     def __init__(self, settings: BatchSettings):
-        self.name = settings.name
+        self.name = cache_name(settings.name, settings.style)
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         entry = {"image": row["image"], "task": row["task"], "model": self.name}
@@ -107,7 +107,7 @@ def predict_into_cache(items: Iterable[FaceRecord], tasks: Sequence[str], settin
         unique.setdefault(item.key, item)  # a row listed twice is asked once
     rows = [{"image": item.key, "task": task, "path": str(item.image), "data": item.data}
             for item in unique.values() for task in tasks
-            if task in item.labels and (item.key, task, settings.name) not in cache]
+            if task in item.labels and (item.key, task, cache_name(settings.name, settings.style)) not in cache]
     if not rows:
         return 0
     written = 0

@@ -23,6 +23,11 @@ def data_url(item: FaceRecord) -> str:
     return encoded_data_url(encoded_image(item), item.image.name)
 
 
+def cache_name(model: str, style: str) -> str:
+    """How a served model's answers are named in the prediction cache: its name, and its prompt style if not chat."""
+    return model if style == "chat" else f"{model}[{style}]"
+
+
 def with_image(messages: list[dict[str, Any]], url: str) -> list[dict[str, Any]]:
     """A task's chat messages (`prompts`) with the image placeholder as an OpenAI `image_url` part."""
     image = {"type": "image_url", "image_url": {"url": url}}
@@ -46,7 +51,7 @@ class OpenAIEndpointPredictor(Predictor):
         self.prompts = prompts(style)
         self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
         self.model, self.max_tokens = model, max_tokens
-        self.name = name or (model if style == "chat" else f"{model}[{style}]")
+        self.name = name or cache_name(model, style)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": "OpenAI-compatible chat endpoint", "model": self.model,
