@@ -222,9 +222,10 @@ def test_json_inside_prose_is_read_as_json_not_as_the_words_around_it(attribute,
     # The prose names two labels (refused if read as text); the embedded object names one under the field.
     label, other = data.draw(st.lists(st.sampled_from(labels(attribute)), min_size=2, max_size=2, unique=True))
     key = data.draw(st.sampled_from(sorted(field_names(attribute))))
-    text = f"Sure, here it is: {json.dumps({key: label, 'alternatives': [other]})} hope that helps"
-    parsed = parse_answer(attribute, text)
-    assert (parsed.ok, parsed.label) == (True, label), (text, parsed)
+    document = json.dumps({key: label, "alternatives": [other]})
+    for text in (f"Sure, here it is: {document}, hope that helps", f"{document}, hope that helps"):
+        parsed = parse_answer(attribute, text)
+        assert (parsed.ok, parsed.label) == (True, label), (text, parsed)
 
 
 @seed(SEED)

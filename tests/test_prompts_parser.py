@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from faceqa.prompts.parser import ParsedAnswer, parse_answer, parse_attributes, parse_reasoning, strip_markdown
+from faceqa.prompts.parser import (
+    ParsedAnswer,
+    parse_answer,
+    parse_attributes,
+    parse_choice,
+    parse_reasoning,
+    strip_markdown,
+)
 
 FENCE = "```"
 
@@ -195,3 +202,15 @@ def test_bad_calls_are_clear_errors():
         parse_answer("height", "tall")
     with pytest.raises(TypeError):
         parse_answer("emotion", 3)
+    with pytest.raises(TypeError, match="an answer is text"):
+        parse_choice(3, ["yes", "no"])
+
+
+def test_parsed_results_cannot_be_changed_after_the_fact():
+    import dataclasses
+
+    parsed, reasoning = parse_answer("emotion", "happy"), parse_reasoning("Conclusion: happy")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parsed.label = "Sadness"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        reasoning.complete = True  # type: ignore[misc]
