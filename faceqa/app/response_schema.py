@@ -31,9 +31,9 @@ from referencing.exceptions import Unresolvable
 from .errors import APIError
 
 PARAM = "response_format.json_schema.schema"
-MAX_NODES = 10_000
+MAX_NODES = 2_000  # a schema for faceqa's answers needs a few dozen; the metaschema check costs ~0.1 ms a value
 MAX_DEPTH = 32
-MAX_EXPANDED = 10_000
+MAX_EXPANDED = 2_000
 _LATEST = "https://json-schema.org/draft/2020-12/schema"  # what jsonschema assumes without $schema
 # Where each dialect's metaschema expects subschemas: a schema (one), a list of them (many), a name -> schema map.
 # These positions are the ones `check_schema` verifies, so they are the only places a $ref may land.
