@@ -14,11 +14,12 @@ from faceqa.dev.synthetic import write_fairface_layout
 from faceqa.dev.tiny import make_tiny_vlm
 from faceqa.finetune.build import BuildConfig, Source, run_build
 from faceqa.finetune.cli import app
-from faceqa.finetune.collate import ChatCollator, set_prefix_attention
+from faceqa.finetune.collate import ChatCollator
 from faceqa.finetune.crop import CropConfig
 from faceqa.finetune.store import load_built
 from faceqa.finetune.train import FinetuneConfig, load_config, load_model, lora_config, run_finetune
 from faceqa.finetune.worker import FaceJobConfig
+from faceqa.vlm.recipe import set_prefix_attention
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +168,72 @@ def test_cli_reports_a_bad_config_without_a_traceback(tmp_path):
     path.write_text("model: m\ndataset: d\noutput_dir: o\nbatch: 3\n")
     result = CliRunner().invoke(app, ["finetune", str(path)])
     assert result.exit_code == 2 and "unknown setting" in result.output
+
+
+def test_training_records_its_recipe_lengths_and_an_absolute_base(tiny, dataset, tmp_path, monkeypatch):
+    from faceqa.vlm.recipe import Recipe
+
+    monkeypatch.chdir(tiny["paligemma"].parent)
+    record = run_finetune(_config(Path("paligemma"), dataset, tmp_path / "run", max_steps=1, eval_steps=None,
+                                  prefix_attention="causal"))
+    adapter = Path(record["adapter"])
+    base = str(tiny["paligemma"].resolve())
+    assert Recipe.load(adapter) == Recipe(base_model=base, architecture="paligemma", prompt_style="paligemma",
+                                          prefix_attention="causal", image_size=32, crop_margin=0.25)
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == base
+    tokens = record["lengths"]["tokens"]
+    assert {"age_group", "gender", "race"} <= set(tokens)
+    assert tokens["race"]["target"]["max"] >= 1 and tokens["race"]["sequence"]["max"] > 16  # 16 image tokens
+    from transformers import AutoConfig
+
+    vocabulary = AutoConfig.from_pretrained(tiny["paligemma"]).get_text_config().vocab_size
+    longest = max(s["sequence"]["max"] for s in tokens.values())
+    assert f"fp32 logits of one batch 0.0 GiB (4 x {longest} tokens x {vocabulary} vocabulary" in \
+        record["lengths"]["memory"]
+    # The recorded absolute base merges from any directory.
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["finetune", "merge", str(adapter), "--out", str(tmp_path / "merged")])
+    assert result.exit_code == 0, result.output
+
+
+def test_merge_with_a_base_that_cannot_be_found_is_one_line(tiny, tmp_path):
+    from faceqa.dev.tiny import make_tiny_lora
+
+    adapter = make_tiny_lora(tiny["paligemma"], tmp_path / "lora")
+    settings = json.loads((adapter / "adapter_config.json").read_text())
+    settings["base_model_name_or_path"] = "runs/elsewhere/tiny-paligemma"
+    (adapter / "adapter_config.json").write_text(json.dumps(settings))
+    result = CliRunner().invoke(app, ["finetune", "merge", str(adapter), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2
+    assert "cannot load the base model 'runs/elsewhere/tiny-paligemma'" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3
+
+
+def test_reasoning_targets_longer_than_the_model_are_refused_at_start(tiny, tmp_path):
+    from affectnet_release import write_affectnet_release
+
+    release = write_affectnet_release(tmp_path / "affectnet", training=[1, 2, 3, 0] * 2, validation=[1, 2])
+    out = tmp_path / "qa"
+    job = FaceJobConfig(crop=CropConfig(mode="trust", size=32), tasks=("attribute", "reasoning"))
+    run_build([Source.parse(f"affectnet={release}")], out, BuildConfig(job=job, dedup_distance=-1), progress=False)
+    path = tmp_path / "c.yaml"
+    path.write_text(f"model: {tiny['paligemma']}\ndataset: {out}\noutput_dir: {tmp_path / 'run'}\nmax_steps: 1\n"
+                    "precision: fp32\neval_steps: null\n")
+    result = CliRunner().invoke(app, ["finetune", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "longer than the model's 512 positions: reasoning up to" in result.output
+    assert "emotion" not in result.output.split("positions:")[1]  # the one-label task fits
+
+
+def test_length_checks_warn_about_truncation_and_describe_percentiles():
+    from faceqa.finetune.lengths import TooLong, check_lengths, describe, logits_bytes
+
+    stats = {"reasoning": {"sequence": describe([300, 700, 900])}, "emotion": {"sequence": describe([40, 41])}}
+    assert describe([1, 2, 3, 4, 100]) == {"n": 5, "mean": 22.0, "p50": 3, "p95": 100, "max": 100}
+    with pytest.raises(TooLong, match="reasoning up to 900 tokens"):
+        check_lengths(stats, 512, None)
+    assert check_lengths(stats, 512, 400) == [
+        "max_length 400 truncates reasoning (sequences up to 900 tokens): its targets lose their end"]
+    assert check_lengths(stats, 1024, None) == []
+    # PaliGemma-3B: Gemma's 257,216-token vocabulary, batch 8, 680 tokens: 5.6 GB of fp32 logits.
+    assert round(logits_bytes(8, 680, 257216) / 1e9, 1) == 5.6

@@ -274,3 +274,26 @@ def test_not_a_model_folder(tmp_path):
 
     with pytest.raises(ValueError, match="no config.json"):
         TransformersBackend(tmp_path)
+
+
+def test_paligemma_answers_with_the_prefix_mask_its_adapter_recorded(tiny, tmp_path, caplog):
+    """The recipe's mask reaches the model: a 'causal' adapter answers as it does with an explicit 'causal'."""
+    import shutil
+
+    from faceqa.vlm.recipe import Recipe
+    from faceqa.vlm.transformers_backend import TransformersBackend
+
+    adapter = shutil.copytree(tiny / "paligemma-lora", tmp_path / "lora")
+    Recipe(str(tiny / "paligemma"), "paligemma", "paligemma", "causal", 224, 0.25).save(adapter)
+    recorded = TransformersBackend(tiny / "paligemma", adapter=adapter)
+    assert recorded.prefix_attention == "causal"
+    inputs = recorded._encode([VLMRequest([image(0)], PROMPT)])
+    assert inputs["token_type_ids"].tolist() == [[1] * inputs["input_ids"].shape[1]]
+    full = TransformersBackend(tiny / "paligemma", adapter=adapter, prefix_attention="full")
+    assert "trained with prefix_attention 'causal' but is served with 'full'" in caplog.text
+    assert full._encode([VLMRequest([image(0)], PROMPT)])["token_type_ids"].sum() == 0
+    params = GenerationParams(max_tokens=6)
+    requests = [VLMRequest([image(seed)], PROMPT) for seed in range(4)]
+    causal = TransformersBackend(tiny / "paligemma", adapter=tiny / "paligemma-lora", prefix_attention="causal")
+    assert recorded.generate_batch(requests, params) == causal.generate_batch(requests, params)
+    assert recorded.generate_batch(requests, params) != full.generate_batch(requests, params)

@@ -167,4 +167,12 @@ def finetune_merge(
     if not base:
         console.print("[red]error:[/red] the adapter does not name its base model; pass --base")
         raise typer.Exit(2)
-    console.print(f"merged checkpoint: {merge_lora(Path(base), adapter, out)}")
+    if not Path(base).is_dir() and not Path(base).is_absolute() and (adapter / base).is_dir():
+        base = str(adapter / base)  # a relative base recorded by an older faceqa: relative to where it trained
+    try:
+        console.print(f"merged checkpoint: {merge_lora(Path(base), adapter, out)}")
+    except (OSError, ValueError) as error:  # transformers' "not a local folder and not on the hub" and kin
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        console.print(f"[red]error:[/red] cannot load the base model {base!r} ({first}); pass --base PATH",
+                      soft_wrap=True)
+        raise typer.Exit(2) from None

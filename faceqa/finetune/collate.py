@@ -12,27 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-PREFIX_ATTENTION = ("full", "image", "causal")
-
-
-def set_prefix_attention(batch: dict, image_token_id: int, policy: str) -> dict:
-    """Make PaliGemma attend over its prefix the way the serving engine will.
-
-    transformers (like big_vision) attends bidirectionally over the whole prefix,
-    image and question (`token_type_ids` 0). vLLM does not: its GPU attention
-    backends make only the image tokens bidirectional, its CPU backend none at all.
-    A model trained with one mask and served with another answers differently, so
-    the mask is chosen to match the server: "full" (transformers), "image" (vLLM on
-    GPU), "causal" (vLLM on CPU). Only `token_type_ids` changes; the loss mask is
-    the processor's.
-    """
-    if policy not in PREFIX_ATTENTION:
-        raise ValueError(f"prefix_attention must be one of {', '.join(PREFIX_ATTENTION)}, got {policy!r}")
-    if policy == "image":
-        batch["token_type_ids"] = (batch["input_ids"] != image_token_id).long()
-    elif policy == "causal":
-        batch["token_type_ids"] = batch["input_ids"].new_ones(batch["input_ids"].shape)
-    return batch
+from faceqa.vlm.recipe import set_prefix_attention
 
 
 class PaliGemmaCollator:

@@ -16,7 +16,7 @@ def prompt_inputs(arch: str, processor, rows: list[dict[str, Any]], prefix_atten
     """The model inputs of the rows' questions, without their answers (left-padded for generation)."""
     images = [[row["image"].convert("RGB")] for row in rows]
     if arch == "paligemma":
-        from .collate import set_prefix_attention
+        from faceqa.vlm.recipe import set_prefix_attention
 
         token = processor.tokenizer.convert_ids_to_tokens(processor.image_token_id)
         batch = processor(text=[token + row["prefix"] for row in rows], images=images, padding="longest",

@@ -12,24 +12,24 @@ vocabulary that, not the weights, is what fills a GPU).
 
 from __future__ import annotations
 
-import logging
+import math
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
-
 GIB = 1024**3
 
 
-def describe(values: Iterable[int]) -> dict[str, float]:
+def describe(values: Iterable[int]) -> dict[str, Any]:
     """n, mean, median, 95th percentile and maximum of `values` (nearest-rank percentiles)."""
     ordered = sorted(values)
     if not ordered:
         return {"n": 0}
-    rank = lambda q: ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]  # noqa: E731
+    def rank(q: float) -> int:
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
     return {"n": len(ordered), "mean": round(sum(ordered) / len(ordered), 1), "p50": rank(0.5), "p95": rank(0.95),
             "max": ordered[-1]}
 

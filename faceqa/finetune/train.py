@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .collate import PREFIX_ATTENTION
+from faceqa.vlm.recipe import PREFIX_ATTENTION, Recipe, style_of_architecture
+
+from .lengths import memory_note
+from .store import SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ class FinetuneConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     target_modules: str | list[str] | None = None  # default: the language model's attention and MLP projections
-    prefix_attention: str = "image"  # PaliGemma: full | image | causal; match the server (see collate.py)
+    prefix_attention: str = "image"  # PaliGemma: full | image | causal; match the server (see vlm/recipe.py)
     freeze_vision_tower: bool = True
     freeze_projector: bool = True
     gradient_checkpointing: bool = False
@@ -64,7 +67,8 @@ class FinetuneConfig:
     eval_steps: int | None = 200  # None: no evaluation during training
     save_steps: int = 200
     save_total_limit: int = 2
-    max_length: int | None = None
+    max_length: int | None = None  # tokens; longer sequences are truncated (and said so at start)
+    length_sample: int = 32  # rows per task tokenized at start to report lengths and memory
     max_train_samples: int | None = None
     max_eval_samples: int | None = 512
     eval_generate_samples: int = 64  # rows answered by generation at each evaluation, for label accuracy
@@ -229,6 +233,40 @@ def _resume_from(config: FinetuneConfig) -> str | bool | None:
     return last
 
 
+def measure_lengths(config: FinetuneConfig, arch: str, processor, train) -> dict[str, Any]:
+    """Token lengths per task on a sample of the training rows, as the collator builds them; refuses overlong ones.
+
+    Logged at the start (and kept in finetune.json) so that long reasoning targets,
+    truncation and the memory they need are known before the first step, not after.
+    """
+    from transformers import AutoConfig
+
+    from .collate import collator_for
+    from .lengths import check_lengths, sample_by_task, token_lengths
+
+    rows = train.select(sample_by_task(list(train["task"]), config.length_sample, config.seed))
+    stats = token_lengths(rows, collator_for(arch, processor, None, config.prefix_attention))
+    for task, s in sorted(stats.items()):
+        log.info("tokens %s: sequence mean %.0f max %d; target mean %.0f max %d (n=%d)", task, s["sequence"]["mean"],
+                 s["sequence"]["max"], s["target"]["mean"], s["target"]["max"], s["sequence"]["n"])
+    positions = AutoConfig.from_pretrained(config.model).get_text_config().max_position_embeddings
+    for warning in check_lengths(stats, positions, config.max_length):
+        log.warning("%s", warning)
+    longest = max(int(s["sequence"]["max"]) for s in stats.values())
+    return {"tokens": stats, "model_positions": positions, "longest": min(longest, config.max_length or longest)}
+
+
+def recipe(config: FinetuneConfig, arch: str) -> Recipe:
+    """What serving must repeat: the base, the prompt style, the prefix mask and the dataset's crop."""
+    crop: dict[str, Any] = {}
+    settings = Path(config.dataset) / SETTINGS
+    if settings.is_file():
+        crop = json.loads(settings.read_text()).get("config", {}).get("job", {}).get("crop", {})
+    return Recipe(base_model=config.model, architecture=arch, prompt_style=style_of_architecture(arch),
+                  prefix_attention=config.prefix_attention if arch == "paligemma" else None,
+                  image_size=crop.get("size"), crop_margin=crop.get("margin"))
+
+
 def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     """Train, evaluate, save the adapter (and processor) to OUTPUT_DIR/adapter; returns the final metrics."""
     import torch
@@ -237,11 +275,17 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
 
     from .collate import collator_for
 
+    if Path(config.model).is_dir():  # recorded absolute: the adapter then merges and serves from any directory
+        config = dataclasses.replace(config, model=str(Path(config.model).resolve()))
     arch = architecture(config.model)
     processor = AutoProcessor.from_pretrained(config.model)
     train, evaluation = load_splits(config)
+    lengths = measure_lengths(config, arch, processor, train)
     model = load_model(config, arch)
     dtype = _dtype(config)
+    lengths["memory"] = memory_note(config.batch_size, lengths["longest"], model.config.get_text_config().vocab_size,
+                                    sum(p.numel() for p in model.parameters()), torch.finfo(dtype).bits // 8)
+    log.info("%s", lengths["memory"])
     args = SFTConfig(
         output_dir=config.output_dir,
         learning_rate=config.learning_rate,
@@ -289,7 +333,8 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     adapter = Path(config.output_dir) / "adapter"
     trainer.save_model(str(adapter))
     processor.save_pretrained(str(adapter))
+    recipe(config, arch).save(adapter)
     record = {"config": dataclasses.asdict(config), "architecture": arch, "metrics": metrics,
-              "adapter": str(adapter)}
+              "adapter": str(adapter), "lengths": lengths}
     (Path(config.output_dir) / "finetune.json").write_text(json.dumps(record, indent=2, default=str))
     return record

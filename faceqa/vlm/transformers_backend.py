@@ -10,6 +10,7 @@ whitespace rules vLLM applies under `disable_any_whitespace`.
 from __future__ import annotations
 
 import importlib.util
+import logging
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +27,9 @@ from .base import (
     to_messages,
     to_pil,
 )
+from .recipe import PREFIX_ATTENTION, Recipe, mask_warning, set_prefix_attention
+
+log = logging.getLogger(__name__)
 
 
 def choice_grammar(choices: Sequence[str]) -> str:
@@ -45,7 +49,9 @@ class TransformersBackend(VLMBackend):
 
     `quantization` ("4bit"/"8bit") loads through bitsandbytes, which needs a CUDA
     GPU; `adapter` is a PEFT LoRA folder applied on top (merged when `merge_adapter`,
-    which is faster to run but cannot be unloaded).
+    which is faster to run but cannot be unloaded). `prefix_attention` is PaliGemma's
+    prefix mask (`faceqa.vlm.recipe`): by default the one the adapter's recipe records,
+    else transformers' own ("full"); pass "causal" to answer as vLLM on CPU does.
     """
 
     name = "transformers"
@@ -59,6 +65,7 @@ class TransformersBackend(VLMBackend):
         adapter: str | Path | None = None,
         merge_adapter: bool = False,
         batch_size: int = 4,
+        prefix_attention: str | None = None,
     ) -> None:
         import torch
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
@@ -77,6 +84,13 @@ class TransformersBackend(VLMBackend):
             load_kwargs["quantization_config"] = self._bnb_config(quantization, torch_dtype)
             load_kwargs["device_map"] = {"": self.device}
         self.model_type = AutoConfig.from_pretrained(self.model_path).model_type
+        self.recipe = Recipe.load(adapter) if adapter is not None else Recipe.load(self.model_path)
+        recorded = self.recipe.prefix_attention if self.recipe is not None else None
+        self.prefix_attention = prefix_attention or recorded or "full"
+        if self.prefix_attention not in PREFIX_ATTENTION:
+            raise ValueError(f"prefix_attention must be one of {', '.join(PREFIX_ATTENTION)}")
+        if warning := mask_warning(self.recipe, self.prefix_attention, self.label):
+            log.warning("%s", warning)
         self.processor = AutoProcessor.from_pretrained(self.model_path, backend="pil")
         model = AutoModelForImageTextToText.from_pretrained(self.model_path, **load_kwargs)
         if adapter is not None:
@@ -159,6 +173,8 @@ class TransformersBackend(VLMBackend):
             add_special_tokens=False,
         )
         inputs.pop("labels", None)
+        if self.model_type == "paligemma":
+            inputs = set_prefix_attention(inputs, self.processor.image_token_id, self.prefix_attention)
         return inputs.to(self.device)
 
     def _generate(self, items: Sequence[VLMRequest], params: GenerationParams) -> list[Completion]:
