@@ -58,14 +58,24 @@ def serve(
     vlm_model: Annotated[str | None, typer.Option(help="Model name on the VLM server.")] = None,
     vlm_api_key: Annotated[str | None, typer.Option(envvar="FACEQA_VLM_API_KEY", help="Key for the VLM server.")] = (
         None),
-    vlm_style: Annotated[str, typer.Option(help="Prompt wording for the VLM: chat, or paligemma.")] = (
-        _defaults.vlm_style),
+    prompt_style: Annotated[str, typer.Option(help="Prompt wording for the VLM: auto (what its adapter was trained "
+                                               "with, found through the server), chat or paligemma.")] = "auto",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve the assistant as an OpenAI-compatible API (chat completions with image_url parts)."""
     import uvicorn
 
+    from faceqa.vlm.recipe import served_style
+
     from .server import create_app
+
+    vlm_style = _defaults.vlm_style
+    if vlm_base_url and vlm_model:  # also checks, before serving anyone, that the VLM server has the model
+        try:
+            vlm_style = served_style(prompt_style, vlm_base_url, vlm_model, vlm_api_key)
+        except ValueError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
 
     config = ServerConfig(
         host=host, port=port, api_keys=tuple(api_key or ()), allow_remote_origins=tuple(allow_remote_origin or ()),

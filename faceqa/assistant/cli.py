@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -39,9 +39,9 @@ def ask(
     ] = None,
     model: Annotated[str | None, typer.Option(help="--backend vlm: the model name on that server.")] = None,
     api_key: Annotated[str | None, typer.Option(envvar="FACEQA_VLM_API_KEY", help="--backend vlm: its key.")] = None,
-    vlm_style: Annotated[
-        Literal["chat", "paligemma"], typer.Option(help="--backend vlm: prompt wording, chat or paligemma.")
-    ] = "chat",
+    prompt_style: Annotated[str, typer.Option(
+        help="--backend vlm: prompt wording, auto (what the served adapter was trained with), chat or paligemma.")
+    ] = "auto",
 ) -> None:
     """Ask about the people in photos: counts, apparent age/gender/emotion, comparisons, step-by-step expression."""
     if len(arguments) < 2:
@@ -64,8 +64,14 @@ def ask(
             err.print("[red]error:[/red] --backend vlm needs --base-url and --model", highlight=False)
             raise typer.Exit(2)
         from faceqa.vlm.attributes import served_attributes
+        from faceqa.vlm.recipe import served_style
 
-        attributes = served_attributes(base_url, model, api_key, vlm_style)
+        try:
+            style = served_style(prompt_style, base_url, model, api_key)
+        except ValueError as error:
+            err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        attributes = served_attributes(base_url, model, api_key, style)
     elif backend != "local":
         err.print(f"[red]error:[/red] unknown backend {backend!r}: use local or vlm", highlight=False)
         raise typer.Exit(2)
@@ -73,7 +79,7 @@ def ask(
     if attributes is not None:  # the VLM also answers hard referents, expression reasoning and open questions
         from faceqa.vlm.answers import VLMAssistant
 
-        assistant: Assistant = VLMAssistant(attributes.backend, style=vlm_style, attributes=attributes, engine=engine)
+        assistant: Assistant = VLMAssistant(attributes.backend, style=style, attributes=attributes, engine=engine)
     else:
         assistant = Assistant(engine)
     try:

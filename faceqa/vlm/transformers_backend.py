@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .base import (
     Completion,
@@ -92,7 +92,7 @@ class TransformersBackend(VLMBackend):
         if warning := mask_warning(self.recipe, self.prefix_attention, self.label):
             log.warning("%s", warning)
         self.processor = AutoProcessor.from_pretrained(self.model_path, backend="pil")
-        model = AutoModelForImageTextToText.from_pretrained(self.model_path, **load_kwargs)
+        model: Any = AutoModelForImageTextToText.from_pretrained(self.model_path, **load_kwargs)
         if adapter is not None:
             from peft import PeftModel
 
@@ -147,7 +147,7 @@ class TransformersBackend(VLMBackend):
                 json.dumps(params.json_schema), any_whitespace=False, separators=(",", ":")
             )
         else:
-            compiled = self._grammar_compiler.compile_grammar(choice_grammar(params.choices))
+            compiled = self._grammar_compiler.compile_grammar(choice_grammar(params.choices or ()))
         return [LogitsProcessor(compiled)]
 
     def _prompt_text(self, images: Sequence[ImageLike], prompt: PromptOrMessages) -> str:
