@@ -46,8 +46,16 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
-def _ci(interval: list[float] | tuple[float, float] | None) -> str:
+def _ci(interval: list[float] | tuple[float, float] | None, n: int | None = None, min_n: int = 0) -> str:
+    """The bootstrap interval, or "too few" where `n` items cannot give one (a group of 2 gives [0, 0] or [0, 100])."""
+    if n is not None and n < min_n:
+        return " (too few)"
     return "" if not interval else f" [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+
+
+# Which reference rows a run may be compared with: the published datasets of each reader's source.
+PUBLISHED_DATASETS = {"fairface": ("FairFace",), "affectnet": ("AffectNet", "AffectNet-8"), "rafdb": ("RAF-DB",),
+                      "facexbench": ("FaceXBench",)}
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -58,7 +66,9 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def _model_section(model: dict[str, Any]) -> str:
     lines = [f"- **Name:** {model.get('name', 'unknown')}"]
-    for key, title in (("kind", "Kind"), ("model", "Model"), ("endpoint", "Endpoint"),
+    for key, title in (("kind", "Kind"), ("model", "Model"), ("endpoint", "Endpoint"), ("base_model", "Base model"),
+                       ("adapter", "Adapter"), ("prompt_style", "Prompt style"),
+                       ("prefix_attention", "PaliGemma prefix attention"), ("decoding", "Decoding"),
                        ("description", "Description"), ("licence", "Licence")):
         if model.get(key):
             lines.append(f"- **{title}:** {model[key]}")
@@ -74,7 +84,7 @@ def _model_section(model: dict[str, Any]) -> str:
     return text
 
 
-def _metrics_section(tasks: dict[str, Any]) -> str:
+def _metrics_section(tasks: dict[str, Any], min_n: int) -> str:
     rows = []
     for task, m in tasks.items():
         extra = []
@@ -82,13 +92,15 @@ def _metrics_section(tasks: dict[str, Any]) -> str:
             extra.append(f"±1 group {_pct(m['within_one_group_accuracy'])}")
         if "mae_years" in m:
             extra.append(f"MAE {m['mae_years']:.1f} years (n={m['mae_n']})")
-        rows.append([task, m["n"], _pct(m["accuracy"]) + _ci(m["accuracy_ci"]), _pct(m["macro_f1"]),
+        rows.append([task, m["n"], _pct(m["accuracy"]) + _ci(m["accuracy_ci"], m["n"], min_n), _pct(m["macro_f1"]),
                      _pct(m["unanswered_rate"]), "; ".join(extra) or "–"])
-    text = _table(["task", "n", "accuracy [95% CI]", "macro-F1", "unanswered", "age"], rows)
+    text = _table(["task", "n", "accuracy [95% CI]", "macro-F1", "unanswered", "age groups: ±1 accuracy, MAE"], rows)
     for task, m in tasks.items():
+        predicted = _predicted(m)
         text += f"\n**{task}: per class**\n\n" + _table(
             ["class", "support", "precision", "recall", "F1"],
-            [[c, s["support"], _pct(s["precision"]), _pct(s["recall"]), _pct(s["f1"])]
+            [[c, s["support"], _pct(s["precision"] if predicted.get(c, 1) else None),
+              _pct(s["recall"] if s["support"] else None), _pct(s["f1"] if s["support"] else None)]
              for c, s in m["per_class"].items()],
         )
         if m["unanswered_examples"]:
@@ -98,13 +110,21 @@ def _metrics_section(tasks: dict[str, Any]) -> str:
     return text
 
 
-def _groups_section(tasks: dict[str, Any]) -> str:
+def _predicted(metrics: dict[str, Any]) -> dict[str, int]:
+    """How often each class was predicted (confusion-matrix column sums); precision is undefined at 0."""
+    confusion = metrics.get("confusion")
+    if not confusion:
+        return {}
+    return {c: sum(row[j] for row in confusion["matrix"]) for j, c in enumerate(confusion["columns"])}
+
+
+def _groups_section(tasks: dict[str, Any], min_n: int) -> str:
     text = ""
     for task, m in tasks.items():
         for grouping, result in m["groups"].items():
             text += f"\n### {task} by {grouping.replace('×', ' × ')}\n\n" + _table(
                 ["group", "n", "accuracy [95% CI]", "macro-F1", "unanswered"],
-                [[g, s["n"], _pct(s["accuracy"]) + _ci(s["accuracy_ci"]), _pct(s["macro_f1"]),
+                [[g, s["n"], _pct(s["accuracy"]) + _ci(s["accuracy_ci"], s["n"], min_n), _pct(s["macro_f1"]),
                   _pct(s["unanswered_rate"])] for g, s in result["groups"].items()],
             )
             gap = result["gap"]
@@ -139,16 +159,19 @@ def model_card(report: dict[str, Any]) -> str:
             parts.append(f"- {kind.replace('_', ' ')}: `{key}` × {value['count']}\n")
     if report["unusable_inputs"]["count"]:
         parts.append(f"- Inputs the model could not use (left out): {report['unusable_inputs']['count']}\n")
-    parts += ["\n## Metrics\n\n", _metrics_section(tasks)]
+    min_n = report.get("settings", {}).get("min_group_size", 0)
+    parts += ["\n## Metrics\n\n", _metrics_section(tasks, min_n)]
     if latency:
         parts.append(f"\nLatency per call: p50 {latency['p50'] * 1000:.0f} ms, p90 {latency['p90'] * 1000:.0f} ms, "
                      f"p99 {latency['p99'] * 1000:.0f} ms (n={latency['n']}).\n")
-    if report["published"]:
+    evaluated = {d for source in dataset.get("sources", {}) for d in PUBLISHED_DATASETS.get(source, ())}
+    published = [r for r in report["published"] if r["dataset"] in evaluated]
+    if published:
         parts += ["\n### Reference rows (published, not measured)\n\n", _table(
             ["model", "dataset", "task", "accuracy", "status"],
-            [[r["model"], r["dataset"], r["task"], _pct(r["accuracy"]), r["note"]] for r in report["published"]],
+            [[r["model"], r["dataset"], r["task"], _pct(r["accuracy"]), r["note"]] for r in published],
         )]
-    parts += ["\n## Disaggregated results\n", _groups_section(tasks) or "No group labels in this dataset.\n"]
+    parts += ["\n## Disaggregated results\n", _groups_section(tasks, min_n) or "No group labels in this dataset.\n"]
     if report.get("plots"):
         parts += ["\n## Plots\n\n", "".join(f"![{p}]({p})\n" for p in report["plots"])]
     parts += ["\n## Caveats and recommendations\n\n", CAVEATS]

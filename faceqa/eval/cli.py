@@ -92,6 +92,34 @@ def _predictor(engine: bool, endpoint: str | None, model: str | None, api_key: s
     return OpenAIEndpointPredictor(endpoint, model, api_key=api_key, style=style, max_tokens=max_tokens)
 
 
+def _model_recipe(endpoint: str | None, model: str | None, api_key: str, transformers: Path | None,
+                  adapter: Path | None, style: str, max_tokens: int) -> tuple[str, dict[str, str]]:
+    """The prompt style to ask with ("auto": the adapter's recipe) and what the model card records about it.
+
+    An endpoint is asked for its model list first, so a wrong name fails here, once,
+    rather than as one 404 per item.
+    """
+    from faceqa.vlm.recipe import recipe_of, resolve_style, served_model
+
+    if transformers:
+        recipe, arch = recipe_of(adapter) if adapter else recipe_of(transformers)
+        arch = arch or recipe_of(transformers)[1]
+        where = str(adapter or transformers)
+    elif endpoint and model:
+        where = str(served_model(endpoint, model, api_key).get("root") or "")
+        recipe, arch = recipe_of(where) if where else (None, None)
+    else:
+        return resolve_style(style, None, None), {}
+    style = resolve_style(style, recipe, arch)
+    card = {"prompt_style": style, "decoding": f"greedy (temperature 0), at most {max_tokens} new tokens"}
+    if recipe is not None:
+        card |= {"base_model": recipe.base_model, "adapter": where,
+                 "prefix_attention": recipe.prefix_attention or "–"}
+    elif transformers:
+        card |= {"base_model": str(transformers)} | ({"adapter": str(adapter)} if adapter else {})
+    return style, card
+
+
 def _summary(report: dict) -> Table:
     table = Table(title=f"{report['model']['name']} on {report['dataset'].get('name')}")
     for column in ("task", "n", "accuracy [95% CI]", "macro-F1", "unanswered", "worst group gap"):
@@ -127,7 +155,8 @@ def run(
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for the intervals.")] = 1000,
     min_group_size: Annotated[int, typer.Option(min=1, help="Smaller groups get a warning.")] = 30,
-    prompt_style: Annotated[str, typer.Option(help="Endpoint prompts: chat, or paligemma (bare prefix).")] = "chat",
+    prompt_style: Annotated[str, typer.Option(
+        help="Prompts: auto (what the adapter was trained with), chat, or paligemma (bare prefix).")] = "auto",
     max_tokens: Annotated[int, typer.Option(min=1, help="Answer length limit for endpoints.")] = 64,
     dataset_name: Annotated[str | None, typer.Option(help="Dataset name for the card.")] = None,
     model_licence: Annotated[str | None, typer.Option(help="Model licence for the card.")] = None,
@@ -151,6 +180,14 @@ def run(
     facexbench = format == "facexbench"  # multiple-choice questions, not labelled faces: own reader and report
     config = EvalConfig(_parse_tasks(tasks), limit, concurrency, seed, bootstrap, min_group_size, plots, progress,
                         retry_failed)
+    recipe: dict[str, str] = {}
+    try:
+        if not facexbench and not engine:
+            prompt_style, recipe = _model_recipe(endpoint, model, api_key, transformers, adapter, prompt_style,
+                                                 max_tokens)
+    except ValueError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
     if cli_runs.skills_requested(config.tasks, format):
         if ray:
             raise typer.BadParameter("--ray runs labelled-face evaluations; skill tasks run in this process")
@@ -176,7 +213,7 @@ def run(
     audit = LabelAudit()
     records = iter(()) if facexbench else _records(dataset, format, split, columns, attribute, affectnet_csv,
                                                     rafdb_variant, audit)
-    card = {k: v for k, v in (("licence", model_licence), ("training_data", training_data)) if v}
+    card = recipe | {k: v for k, v in (("licence", model_licence), ("training_data", training_data)) if v}
     info = {"name": dataset_name or dataset.name, "format": format, "path": str(dataset), "split": split}
     try:
         if facexbench:
@@ -193,8 +230,15 @@ def run(
         raise typer.Exit(1) from None
     finally:
         predictor.close()
-    console.print(cli_runs.table(report) if facexbench else _summary(report))
     stats = report["run"]
+    if not facexbench and not any(m["n"] for m in report["tasks"].values()):
+        skipped = "; ".join(f"{k} x{v['count']}" for k, v in audit.summary()["skipped_rows"].items())
+        why = (f"{stats['failed']} calls failed" if stats["failed"] else
+               f"{report['dataset']['items']} items read from {dataset} as {format}"
+               + (f" (skipped: {skipped})" if skipped else ""))
+        console.print(f"[red]error:[/red] nothing was evaluated: {why}; the report and card are empty")
+        raise typer.Exit(1)
+    console.print(cli_runs.table(report) if facexbench else _summary(report))
     console.print(f"calls made {stats['calls']}, cached {stats['cached']}, failed {stats['failed']}; "
                   f"report {out / 'report.json'}, card {out / 'model_card.md'}")
     if stats["failed"]:

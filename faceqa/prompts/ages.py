@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-_START = r"(?<![\w.\-/])"
+_START = r"(?<![\w.\-/\ufffd])"  # U+FFFD: a token cut mid-character ("1\ufffdosianre") is not a number
 _N = r"(\d{1,3})"
 _YEARS = r"(?:\s*(?:years?|yrs?)(?:\s+old)?)?"
 # Each pattern turns its match into (low, high); the first pattern to claim a span wins.
@@ -38,8 +38,8 @@ _PATTERNS: list[tuple[re.Pattern, Callable[[re.Match], tuple[int, int | None]]]]
     (re.compile(r"\bbetween\s+" + _N + _YEARS + r"\s*(?:and|-|to)\s*" + _N + r"(?!\d)"),
      lambda m: (int(m[1]), int(m[2]))),
     (re.compile(_START + _N + r"\s*(?:-|to)\s*" + _N + r"(?![\d+])"), lambda m: (int(m[1]), int(m[2]))),
-    # a single number, also "35yo" and "2.5"; not a percentage, not "0.87"
-    (re.compile(_START + r"(\d{1,3}(?:\.\d+)?)(?!(?!yo\b|yrs?\b|y/o|y\.o)[\w%])(?!\.\d)(?!\s*(?:%|percent\b))"),
+    # a single number, also "35yo" and "2.5"; not a percentage, not "0.87", not glued to a broken character
+    (re.compile(_START + r"(\d{1,3}(?:\.\d+)?)(?!(?!yo\b|yrs?\b|y/o|y\.o)[\w%\ufffd])(?!\.\d)(?!\s*(?:%|percent\b))"),
      lambda m: (math.floor(float(m[1])), math.floor(float(m[1])))),
 ]
 

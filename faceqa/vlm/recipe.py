@@ -24,10 +24,11 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 RECIPE = "faceqa_recipe.json"
 PROMPT_STYLES = ("chat", "paligemma")
+PromptStyle = Literal["chat", "paligemma"]
 PREFIX_ATTENTION = ("full", "image", "causal")
 
 
@@ -64,7 +65,7 @@ class Recipe:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def style_of_architecture(model_type: str | None) -> str:
+def style_of_architecture(model_type: str | None) -> PromptStyle:
     """The prompt style a checkpoint without a recipe answers: PaliGemma's task prefixes, else chat."""
     return "paligemma" if model_type == "paligemma" else "chat"
 
@@ -130,16 +131,16 @@ def recipe_of(path: str | Path) -> tuple[Recipe | None, str | None]:
     return None, "paligemma" if "paligemma" in str(path).lower() else None
 
 
-def resolve_style(style: str, recipe: Recipe | None, architecture: str | None) -> str:
+def resolve_style(style: str, recipe: Recipe | None, architecture: str | None) -> PromptStyle:
     """`style` itself, or for "auto" the recipe's, else the architecture's."""
     if style != "auto":
         if style not in PROMPT_STYLES:
             raise ValueError(f"prompt style must be auto, chat or paligemma, got {style!r}")
-        return style
-    return recipe.prompt_style if recipe is not None else style_of_architecture(architecture)
+        return cast(PromptStyle, style)
+    return cast(PromptStyle, recipe.prompt_style) if recipe is not None else style_of_architecture(architecture)
 
 
-def served_style(style: str, base_url: str, model: str, api_key: str | None = None) -> str:
+def served_style(style: str, base_url: str, model: str, api_key: str | None = None) -> PromptStyle:
     """The prompt style for `model` at an OpenAI-compatible server; checks that the server serves it.
 
     With "auto", the adapter's recipe when the server names a folder readable here
