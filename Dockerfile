@@ -36,5 +36,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm 
 WORKDIR /opt/faceqa
 COPY . .
 RUN pip install --no-cache-dir ".[api,app]" && faceqa models pull
+# The adapter's recipe (prompt style, prefix mask, crop) at the path vLLM lists as the LoRA's root, so
+# `faceqa serve --prompt-style auto` asks the way the adapter was trained (written by `faceqa finetune`).
+ARG ADAPTER=adapters/faces
+COPY ${ADAPTER}/faceqa_recipe.json /adapters/faces/faceqa_recipe.json
 EXPOSE 8080 8501
 CMD ["faceqa", "serve", "--host", "0.0.0.0", "--port", "8080"]

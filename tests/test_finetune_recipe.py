@@ -151,3 +151,20 @@ def test_eval_reads_the_affectnet_release_validation_split(release, tmp_path):
 
     records = list(_records(release, "affectnet", None, None, None, None, "aligned", LabelAudit()))
     assert len(records) == 8 and {r.split for r in records} == {"val"}
+
+
+def test_reasoning_targets_speak_about_the_photo_not_the_annotation():
+    """Every conclusion a training target can have (each label against each AU pattern) avoids annotation words."""
+    import re
+
+    from faceqa.finetune.tasks import face_samples
+    from faceqa.prompts.taxonomy import EMOTIONS
+
+    patterns = [{}, {"AU12": 0.9, "AU6": 0.8}, {"AU1": 0.7, "AU4": 0.6, "AU15": 0.9},
+                {"AU4": 0.9, "AU5": 0.8, "AU23": 0.8}, {"AU1": 0.9, "AU2": 0.9, "AU5": 0.9, "AU26": 0.9},
+                {"AU9": 0.9, "AU15": 0.8}]
+    texts = {s.paligemma_answer for emotion in EMOTIONS for units in patterns
+             for s in face_samples("k", {"emotion": emotion}, ("reasoning",), 0, units, geometric=False)}
+    assert len(texts) >= len(EMOTIONS) * 2
+    leaks = [t for t in texts if re.search(r"annotat|label|dataset|ground truth", t, re.IGNORECASE)]
+    assert leaks == []

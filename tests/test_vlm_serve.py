@@ -105,3 +105,135 @@ def test_cli_serve_vlm_refuses_bad_lora_specs(tiny, tmp_path):
     assert result.exit_code == 2 and "NAME=PATH" in result.output
     result = runner.invoke(app, ["serve-vlm", str(tiny / "llava"), "--lora", f"x={tmp_path}"])
     assert result.exit_code == 2 and "adapter_config.json" in result.output
+
+
+# -- the adapter's recipe, read by the server's clients -------------------------------------------
+
+
+class FakeVLLM:
+    """A stand-in for vLLM's OpenAI server: /v1/models lists a LoRA with its folder as `root` (as vLLM does);
+    chat completions answer "Happiness" with a log-probability and record every request body."""
+
+    def __init__(self, models: list[dict]):
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        from eval_standin import JSONHandler
+
+        fake = self
+        self.models, self.received = models, []
+
+        class Handler(JSONHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                if self.path.rstrip("/").endswith("/v1/models"):
+                    self._send(200, {"object": "list", "data": fake.models})
+                else:
+                    self._send(404, {"error": {"message": "not found"}})
+
+            def do_POST(self) -> None:  # noqa: N802
+                fake.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                token = {"token": "Happiness", "logprob": -0.1, "bytes": None, "top_logprobs": []}
+                self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [
+                    {"index": 0, "finish_reason": "stop", "logprobs": {"content": [token]},
+                     "message": {"role": "assistant", "content": "Happiness"}}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __enter__(self) -> FakeVLLM:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _adapter_with_recipe(tiny: Path, out: Path, prefix_attention: str = "image") -> Path:
+    from faceqa.dev.tiny import make_tiny_lora
+    from faceqa.vlm.recipe import Recipe
+
+    adapter = make_tiny_lora(tiny / "paligemma", out)
+    Recipe(str(tiny / "paligemma"), "paligemma", "paligemma", prefix_attention, 224, 0.25).save(adapter)
+    return adapter
+
+
+def test_faceqa_ask_uses_the_prompt_style_the_served_adapter_was_trained_with(tiny, tmp_path, examples):
+    from faceqa.cli import app as faceqa_app
+
+    adapter = _adapter_with_recipe(tiny, tmp_path / "lora")
+    models = [{"id": "faces", "object": "model", "root": str(adapter), "parent": str(tiny / "paligemma")},
+              {"id": "chatty", "object": "model", "root": str(tiny / "llava")}]
+    with FakeVLLM(models) as vllm:
+        result = CliRunner().invoke(faceqa_app, ["ask", "--backend", "vlm", "--base-url", vllm.base_url, "--model",
+                                                 "faces", str(examples / "astronaut.png"), "How does she feel?"])
+        assert result.exit_code == 0, result.output
+        assert vllm.received
+        for body in vllm.received:  # PaliGemma's bare prefix: no system prompt, "answer en ..."
+            assert [m["role"] for m in body["messages"]] == ["user"]
+            assert body["messages"][0]["content"][-1]["text"].startswith("answer en ")
+        asked = len(vllm.received)
+        result = CliRunner().invoke(faceqa_app, ["ask", "--backend", "vlm", "--base-url", vllm.base_url, "--model",
+                                                 "chatty", str(examples / "astronaut.png"), "How does she feel?"])
+        assert result.exit_code == 0, result.output
+        assert all(b["messages"][0]["role"] == "system" for b in vllm.received[asked:])  # a chat model: chat
+        result = CliRunner().invoke(faceqa_app, ["ask", "--backend", "vlm", "--base-url", vllm.base_url, "--model",
+                                                 "facez", str(examples / "astronaut.png"), "How does she feel?"])
+        assert result.exit_code == 2 and "does not serve a model named 'facez'; it serves: faces, chatty" in \
+            result.output
+
+
+def test_faceqa_serve_checks_the_vlm_model_before_serving(tiny, tmp_path):
+    from faceqa.cli import app as faceqa_app
+
+    with FakeVLLM([{"id": "faces", "object": "model"}]) as vllm:
+        result = CliRunner().invoke(faceqa_app, ["serve", "--vlm-base-url", vllm.base_url, "--vlm-model", "face"])
+    assert result.exit_code == 2 and "does not serve a model named 'face'" in result.output
+    result = CliRunner().invoke(faceqa_app, ["serve", "--vlm-base-url", "http://127.0.0.1:9/v1", "--vlm-model", "f"])
+    assert result.exit_code == 2 and "cannot list the models of http://127.0.0.1:9/v1" in result.output
+
+
+def test_serve_vlm_warns_about_another_mask_and_explains_a_busy_port(tiny, tmp_path, monkeypatch):
+    import socket
+    import sys
+
+    monkeypatch.setenv("FACEQA_VLLM_PYTHON", sys.executable)
+    adapter = _adapter_with_recipe(tiny, tmp_path / "lora", prefix_attention="image")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve-vlm", str(tiny / "paligemma"), "--device", "cpu", "--port",
+                                          str(port), "--lora", f"faces={adapter}"])
+    assert result.exit_code == 1 and f"127.0.0.1:{port} is already in use" in result.output
+    assert isinstance(result.exception, SystemExit)  # a one-line error, no ServeError traceback
+    assert "faces was trained with prefix_attention 'image' but is served with 'causal'" in result.output
+
+
+def test_serve_vlm_does_not_take_the_api_port_by_default():
+    import inspect
+
+    from faceqa.app.config import ServerConfig
+    from faceqa.vlm.cli import serve_vlm
+
+    assert inspect.signature(serve_vlm).parameters["port"].default != ServerConfig().port
+
+
+def test_compose_api_reads_the_recipe_of_the_adapter_vllm_serves():
+    import re
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    services = yaml.safe_load((root / "compose.yaml").read_text())["services"]
+    vllm, api = services["vllm"]["command"], services["api"]["command"]
+    name, path = flag(vllm, "--lora").split("=", 1)
+    assert flag(api, "--vlm-model") == name and flag(api, "--prompt-style") == "auto"
+    assert flag(api, "--vlm-base-url") == f"http://vllm:{flag(vllm, '--port')}/v1"
+    copied = re.findall(r"^COPY \$\{ADAPTER\}/faceqa_recipe.json (\S+)$", (root / "Dockerfile").read_text(), re.M)
+    assert copied == [f"{path}/faceqa_recipe.json"]  # the api container finds the recipe at vLLM's root

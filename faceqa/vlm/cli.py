@@ -40,7 +40,7 @@ def serve_vlm(
         list[str], typer.Option(help="LoRA adapter to serve as NAME=PATH; repeatable. Language model only.")
     ] = [],  # noqa: B006 - typer reads the default, never mutates it
     host: str = "127.0.0.1",
-    port: int = 8000,
+    port: Annotated[int, typer.Option(help="Port; 8001 by default so the faceqa API keeps 8000.")] = 8001,
     served_model_name: Annotated[str | None, typer.Option(help="Model name clients send.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or gpu; auto picks gpu when nvidia-smi works.")] = "auto",
     tensor_parallel_size: Annotated[int, typer.Option(help="GPUs a model is split across, per node.")] = 1,
@@ -61,7 +61,7 @@ def serve_vlm(
     serve an adapter that changed the vision tower, merge it first (faceqa finetune merge)
     and serve the merged folder. Stop with Ctrl-C.
     """
-    from .serve import ServeConfig, ServeError, VLLMServer, has_gpu
+    from .serve import ServeConfig, ServeError, VLLMServer, has_gpu, recipe_warnings
 
     if device not in ("auto", "cpu", "gpu"):
         raise typer.BadParameter("device must be auto, cpu or gpu", param_hint="--device")
@@ -83,6 +83,8 @@ def serve_vlm(
         api_key=api_key,
         extra_args=vllm_arg,
     )
+    for warning in recipe_warnings(config):
+        typer.echo(f"warning: {warning}", err=True)
     try:
         server = VLLMServer(config)
     except ServeError as error:
@@ -91,8 +93,8 @@ def serve_vlm(
     typer.echo(f"starting vLLM ({'CPU' if config.cpu else 'GPU'}) for {model}; log: {server.log_path}", err=True)
     # A service manager stops us with SIGTERM: treat it as Ctrl-C so vLLM goes down with us.
     signal.signal(signal.SIGTERM, _interrupt)
-    server.start()
     try:
+        server.start()
         server.wait_ready(timeout)
         typer.echo(f"ready in {server.startup_seconds:.0f} s")
         typer.echo(f"endpoint: {server.base_url}")

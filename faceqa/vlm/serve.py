@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .chat_template import PALIGEMMA_CHAT_TEMPLATE
+from .recipe import Recipe, mask_warning, server_mask
 
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
 IMAGE_LIMITS = {"paligemma": 1}  # vLLM's PaliGemma takes one image per prompt
@@ -117,6 +118,22 @@ class ServeConfig:
         for name in self.loras:
             if not name or "=" in name:
                 raise ValueError(f"bad LoRA name {name!r}")
+
+
+def recipe_warnings(config: ServeConfig) -> list[str]:
+    """What the adapters' recipes say this server gets wrong: another base model, another prefix mask."""
+    warnings = []
+    for name, path in config.loras.items():
+        recipe = Recipe.load(path)
+        if recipe is None:
+            continue
+        served = Path(config.model).resolve() if Path(config.model).is_dir() else config.model
+        trained = Path(recipe.base_model) if Path(recipe.base_model).is_dir() else recipe.base_model
+        if str(served) != str(trained) and Path(str(trained)).name != Path(str(served)).name:
+            warnings.append(f"LoRA {name} was trained on {recipe.base_model}, not {config.model}")
+        if recipe.architecture == "paligemma" and (text := mask_warning(recipe, server_mask(config.cpu), name)):
+            warnings.append(text)
+    return warnings
 
 
 def vllm_command(config: ServeConfig, python: Path, workdir: Path) -> tuple[list[str], dict[str, str]]:
