@@ -227,10 +227,20 @@ def _model_class(arch: str):
     }[arch]
 
 
-def make_tiny_vlm(arch: str, out: Path, seed: int = 0, size: TinySize | None = None) -> Path:
-    """Write a randomly initialised `arch` checkpoint folder (config, weights, processor) to `out`."""
+def make_tiny_vlm(arch: str, out: Path, seed: int = 0, size: TinySize | None = None,
+                  add_bos_token: bool = False) -> Path:
+    """Write a randomly initialised `arch` checkpoint folder (config, weights, processor) to `out`.
+
+    `add_bos_token=True` (PaliGemma only) saves a tokenizer that adds <bos> itself, as
+    PaliGemma 1's do (google/paligemma-3b-*); PaliGemma 2's, like the default here, do
+    not. vLLM places the image tokens differently for the two (vLLM PR 14015).
+    """
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    if add_bos_token and arch != "paligemma":
+        raise ValueError("add_bos_token is PaliGemma 1's tokenizer behaviour: only for paligemma")
+    import json
+
     import torch
 
     size = size or TinySize()
@@ -239,7 +249,11 @@ def make_tiny_vlm(arch: str, out: Path, seed: int = 0, size: TinySize | None = N
     torch.manual_seed(seed)
     model = _model_class(arch)(config).to(torch.float32).eval()
     model.generation_config.do_sample = False
-    return save_for_vllm(model, processor, out)
+    folder = save_for_vllm(model, processor, out)
+    if add_bos_token:  # PaliGemmaProcessor switches it off in memory; released PaliGemma 1 files keep it on
+        settings = json.loads((folder / "tokenizer_config.json").read_text())
+        (folder / "tokenizer_config.json").write_text(json.dumps({**settings, "add_bos_token": True}, indent=2))
+    return folder
 
 
 def make_tiny_lora(base: Path, out: Path, seed: int = 0, rank: int = 8) -> Path:

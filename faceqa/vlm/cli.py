@@ -118,13 +118,14 @@ def make_tiny_vlm_command(
     out: Annotated[Path, typer.Argument(help="Folder to write.")],
     seed: int = 0,
     lora: Annotated[Path | None, typer.Option(help="Also write a random LoRA adapter for it here.")] = None,
+    paligemma1: Annotated[bool, typer.Option(help="PaliGemma: a tokenizer that adds <bos> (PaliGemma 1's).")] = False,
 ) -> None:
     """Write a randomly initialised tiny checkpoint of ARCH (for tests; its words are random)."""
     from faceqa.dev.tiny import ARCHS, make_tiny_lora, make_tiny_vlm
 
     if arch not in ARCHS:
         raise typer.BadParameter(f"choose one of {', '.join(ARCHS)}", param_hint="ARCH")
-    typer.echo(make_tiny_vlm(arch, out, seed=seed))
+    typer.echo(make_tiny_vlm(arch, out, seed=seed, add_bos_token=paligemma1))
     if lora is not None:
         typer.echo(make_tiny_lora(out, lora, seed=seed))
 
