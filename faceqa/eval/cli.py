@@ -92,7 +92,7 @@ def _predictor(engine: bool, endpoint: str | None, model: str | None, api_key: s
     return OpenAIEndpointPredictor(endpoint, model, api_key=api_key, style=style, max_tokens=max_tokens)
 
 
-def _model_recipe(endpoint: str | None, model: str | None, api_key: str, transformers: Path | None,
+def _model_recipe(engine: bool, endpoint: str | None, model: str | None, api_key: str, transformers: Path | None,
                   adapter: Path | None, style: str, max_tokens: int) -> tuple[str, dict[str, str]]:
     """The prompt style to ask with ("auto": the adapter's recipe) and what the model card records about it.
 
@@ -101,11 +101,11 @@ def _model_recipe(endpoint: str | None, model: str | None, api_key: str, transfo
     """
     from faceqa.vlm.recipe import recipe_of, resolve_style, served_model
 
-    if transformers:
+    if transformers and not engine:
         recipe, arch = recipe_of(adapter) if adapter else recipe_of(transformers)
         arch = arch or recipe_of(transformers)[1]
         where = str(adapter or transformers)
-    elif endpoint and model:
+    elif endpoint and model and not engine:
         where = str(served_model(endpoint, model, api_key).get("root") or "")
         recipe, arch = recipe_of(where) if where else (None, None)
     else:
@@ -182,8 +182,8 @@ def run(
                         retry_failed)
     recipe: dict[str, str] = {}
     try:
-        if not facexbench and not engine:
-            prompt_style, recipe = _model_recipe(endpoint, model, api_key, transformers, adapter, prompt_style,
+        if not facexbench:
+            prompt_style, recipe = _model_recipe(engine, endpoint, model, api_key, transformers, adapter, prompt_style,
                                                  max_tokens)
     except ValueError as error:
         console.print(f"[red]error:[/red] {error}")
