@@ -255,3 +255,65 @@ def test_faceqa_ask_with_the_vlm_backend_answers_through_vllm(llava, examples):
         assert not named and "no estimate for race" in answer["answer"]  # unread, and said so
     else:
         assert len(named) == 1  # read: the answer names exactly the label the parser accepted
+
+
+# -- the served prompt is the training prompt; the recorded prefix mask gives vLLM's answers -----------------
+
+PALIGEMMA_QUESTIONS = ("answer en what is the race of the person in the image?",
+                       "answer en how old is this person?", "answer en what emotion does this face show?")
+
+
+@pytest.fixture(scope="module")
+def paligemma1(vllm_interpreter, tiny):
+    """A tiny PaliGemma whose tokenizer adds <bos> itself, as google/paligemma-3b-pt-224's does."""
+    from faceqa.dev.tiny import make_tiny_lora, make_tiny_vlm
+
+    make_tiny_vlm("paligemma", tiny / "paligemma1", add_bos_token=True)
+    make_tiny_lora(tiny / "paligemma1", tiny / "paligemma1-lora")
+    yield from _serve(vllm_interpreter, tiny, "paligemma1", {"pg1-lora": str(tiny / "paligemma1-lora")})
+
+
+def _training_prompt_ids(folder, pixels: np.ndarray, prefix: str) -> list[int]:
+    """The prompt tokens training and evaluation feed (faceqa.finetune.generate: `<image>` + the prefix)."""
+    from transformers import AutoProcessor
+
+    from faceqa.finetune.generate import prompt_inputs
+
+    processor = AutoProcessor.from_pretrained(folder, backend="pil")
+    inputs = prompt_inputs("paligemma", processor, [{"image": Image.fromarray(pixels), "prefix": prefix}])
+    return inputs["input_ids"][0].tolist()
+
+
+@pytest.mark.parametrize("release", ["paligemma", "paligemma1"])
+def test_served_prompt_tokens_are_the_training_prompt_tokens(release, request, tiny):
+    """PaliGemma 1 and 2 tokenizers differ on <bos> (vLLM PR 14015): both must be served as they were trained."""
+    server = request.getfixturevalue(release)
+    lora = {"paligemma": "pg-lora", "paligemma1": "pg1-lora"}[release]
+    for seed, prefix in enumerate(PALIGEMMA_QUESTIONS):
+        pixels = image(seed)
+        response = chat(server, lora, [{"type": "image_url", "image_url": {"url": data_url(pixels, "PNG")}},
+                                       {"type": "text", "text": prefix}], max_tokens=1,
+                        extra_body={"return_token_ids": True})
+        served = response.model_extra["prompt_token_ids"]
+        assert served == _training_prompt_ids(tiny / release, pixels, prefix)
+        assert served.count(1) == 1  # one <bos>, after the image tokens
+
+
+def test_paligemma_lora_greedy_parity_with_the_recorded_mask(paligemma, tiny, tmp_path):
+    """The adapter records prefix_attention 'causal' (vLLM's CPU mask): TransformersBackend then answers as vLLM."""
+    import shutil
+
+    from faceqa.vlm.recipe import Recipe
+    from faceqa.vlm.transformers_backend import TransformersBackend
+
+    adapter = shutil.copytree(tiny / "paligemma-lora", tmp_path / "lora")
+    Recipe(str(tiny / "paligemma"), "paligemma", "paligemma", "causal", 32, 0.25).save(adapter)
+    served = OpenAIBackend(paligemma.base_url, model="pg-lora")
+    recorded = TransformersBackend(tiny / "paligemma", adapter=adapter)
+    full = TransformersBackend(tiny / "paligemma", adapter=adapter, prefix_attention="full")
+    requests = [VLMRequest([image(seed, height=40 + 8 * seed)], q) for seed in range(4) for q in PALIGEMMA_QUESTIONS]
+    vllm_text = [r if isinstance(r, VLMError) else r.text for r in served.complete_batch(requests, GREEDY)]
+    same_recorded = sum(a == b for a, b in zip(vllm_text, recorded.generate_batch(requests, GREEDY), strict=True))
+    same_full = sum(a == b for a, b in zip(vllm_text, full.generate_batch(requests, GREEDY), strict=True))
+    print(f"PaliGemma+LoRA greedy parity with vLLM (CPU): recorded mask {same_recorded}/12, full prefix {same_full}/12")
+    assert same_recorded >= 10 and same_recorded > same_full

@@ -253,6 +253,16 @@ def make_tiny_vlm(arch: str, out: Path, seed: int = 0, size: TinySize | None = N
     if add_bos_token:  # PaliGemmaProcessor switches it off in memory; released PaliGemma 1 files keep it on
         settings = json.loads((folder / "tokenizer_config.json").read_text())
         (folder / "tokenizer_config.json").write_text(json.dumps({**settings, "add_bos_token": True}, indent=2))
+        tokenizer = json.loads((folder / "tokenizer.json").read_text())
+        bos = processor.tokenizer.bos_token
+        tokenizer["post_processor"] = {  # Gemma's: <bos> before every encoded text
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                     {"SpecialToken": {"id": bos, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {bos: {"id": bos, "ids": [processor.tokenizer.bos_token_id], "tokens": [bos]}},
+        }
+        (folder / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False))
     return folder
 
 

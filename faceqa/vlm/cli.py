@@ -100,8 +100,10 @@ def serve_vlm(
         typer.echo(f"endpoint: {server.base_url}")
         names = [served_model_name or model, *config.loras]
         typer.echo(f"models: {', '.join(names)}")
-        server.process.wait()
-        typer.echo(f"vLLM exited with code {server.process.returncode}:\n{server.log_tail()}", err=True)
+        process = server.process
+        assert process is not None  # started above
+        process.wait()
+        typer.echo(f"vLLM exited with code {process.returncode}:\n{server.log_tail()}", err=True)
         raise typer.Exit(1)
     except ServeError as error:
         typer.echo(f"error: {error}", err=True)

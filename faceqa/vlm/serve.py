@@ -63,7 +63,7 @@ def vllm_python() -> Path:
 def has_gpu() -> bool:
     """An NVIDIA GPU answers nvidia-smi; vLLM's CPU build is used otherwise."""
     smi = shutil.which("nvidia-smi")
-    return bool(smi) and subprocess.run([smi, "-L"], capture_output=True).returncode == 0
+    return smi is not None and subprocess.run([smi, "-L"], capture_output=True).returncode == 0
 
 
 def model_type(model: str) -> str | None:
