@@ -88,11 +88,14 @@ def test_composites_answer_by_position_and_attribute_from_ground_truth(built):
         assert 2 <= len(faces) <= 4
         assert row["image"].size == (48, 48)
         question = row["prefix"]
+        # "the woman on the left" is the leftmost woman (the assistant's referring rules: gender first)
+        gender = "Female" if " woman " in f" {question} " else "Male" if " man " in f" {question} " else None
+        counted = [f for f in faces if gender is None or f["gender"] == gender]
         if row["task"].startswith("person_") and ("on the left" in question or "far left" in question):
-            assert row["suffix"] == faces[0][row["task"][len("person_"):]]
+            assert row["suffix"] == counted[0][row["task"][len("person_"):]]
             checked += 1
         elif row["task"].startswith("person_") and ("on the right" in question or "far right" in question):
-            assert row["suffix"] == faces[-1][row["task"][len("person_"):]]
+            assert row["suffix"] == counted[-1][row["task"][len("person_"):]]
             checked += 1
         elif row["task"] in ("oldest", "youngest"):
             ranks = [AGE_GROUPS.index(f["age_group"]) for f in faces]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from faceqa.prompts import templates
@@ -29,6 +29,8 @@ class Sample:
     chat_answer: str
     paligemma_question: str
     paligemma_answer: str
+    referent: str | None = None  # collages: the phrase the question points with ("the second man from the left")
+    subject: int | None = None  # collages: the face (0-based, left to right) the phrase means
 
     def messages(self) -> list[dict]:
         """LLaVA / Idefics3 / Qwen-VL style: the image part first, then the question; one assistant turn."""
@@ -44,13 +46,16 @@ def seed_of(*parts: str) -> int:
     return int.from_bytes(hashlib.blake2b("|".join(parts).encode("utf-8"), digest_size=4).digest(), "big")
 
 
-def _both(task: str, seed: int, question_fields: Mapping, answer_fields: Mapping) -> Sample:
+def _both(task: str, seed: int, question_fields: Mapping, answer_fields: Mapping, subject: int | None = None
+          ) -> Sample:
     return Sample(
         task,
         templates.question(task, "chat", seed, **question_fields),
         templates.answer(task, "chat", seed, **answer_fields),
         templates.question(task, "paligemma", seed, **question_fields),
         templates.answer(task, "paligemma", seed, **answer_fields),
+        question_fields.get("referent"),
+        subject,
     )
 
 
@@ -101,18 +106,55 @@ def face_samples(key: str, labels: Mapping[str, str], tasks: tuple[str, ...], se
 # --- multi-person collages -------------------------------------------------------------------
 
 
-def position_referent(index: int, count: int, rng: random.Random, gender: str | None = None) -> str:
-    """How to point at face `index` (0-based, left to right) among `count` side by side."""
+def means(phrase: str, labels: Sequence[Mapping[str, str]]) -> list[int]:
+    """The faces of a collage (equal tiles in one row, left to right) a referring phrase points at.
+
+    The assistant's own definition of a referring phrase decides (`faceqa.assistant.referring`),
+    so a collage question means in training what the same words mean when a user asks them.
+    """
+    from faceqa.assistant.referring import Person, refer
+
+    people = [Person((10.0 * i, 0.0, 8.0, 8.0), gender=p.get("gender"), emotion=p.get("emotion"), race=p.get("race"))
+              for i, p in enumerate(labels)]
+    return refer(phrase, people)
+
+
+def _place(index: int, row: list[int]) -> tuple[str, dict]:
+    """How face `index` sits in `row` (the faces being counted, left to right): a side, the middle, an ordinal."""
+    position, count = row.index(index), len(row)
+    if position == 0:
+        return "side", {"side": "left"}
+    if position == count - 1:
+        return "side", {"side": "right"}
+    if count == 3:
+        return "middle", {}
+    if position < count / 2:
+        return "ordinal", {"ordinal": position + 1, "side": "left"}
+    return "ordinal", {"ordinal": count - position, "side": "right"}
+
+
+def position_referent(index: int, people: Sequence[Mapping[str, str]], rng: random.Random,
+                      gender: str | None = None) -> str | None:
+    """How to point at face `index` (0-based, left to right) of `people`, or None if no phrase means only it.
+
+    A gendered phrase counts among that gender ("the second man from the left" is the
+    second of the men, as the assistant reads it), so the place is computed both
+    among the faces of that gender and among all, and the phrase the referring rules
+    resolve to exactly this face is kept.
+    """
     fields = {"gender": gender} if gender else {}
     seed = rng.randrange(2**31)
     if rng.random() < 0.2:
-        return templates.referent("id", seed, id=index + 1, **fields)
-    if index == 0 or index == count - 1:
-        return templates.referent("side", seed, side="left" if index == 0 else "right", **fields)
-    if count == 3:
-        return templates.referent("middle", seed, **fields)
-    side, ordinal = ("left", index + 1) if index < count / 2 else ("right", count - index)
-    return templates.referent("ordinal", seed, ordinal=ordinal, side=side, **fields)
+        places = [("id", {"id": index + 1})]
+    else:
+        everyone = list(range(len(people)))
+        same = [i for i in everyone if people[i].get("gender") == gender] if gender else everyone
+        places = [_place(index, same), _place(index, everyone)]
+    for kind, place in places:
+        phrase = templates.referent(kind, seed, **place, **fields)
+        if means(phrase, people) == [index]:
+            return phrase
+    return None
 
 
 def _unique(people: list[Mapping[str, str]], attribute: str, label: str) -> int | None:
@@ -145,12 +187,15 @@ def marks_samples(key: str, people: list[Mapping[str, str]], seed: int) -> list[
     index = rng.randrange(len(people))
     person = people[index]
     gender = person.get("gender")
+    referent: str | None
     if "emotion" in person and _unique(people, "emotion", person["emotion"]) == index and rng.random() < 0.3:
         fields = {"emotion": person["emotion"], **({"gender": gender} if gender else {})}
         referent = templates.referent("emotion", rng.randrange(2**31), **fields)
     else:
-        referent = position_referent(index, len(people), rng, gender)
-    return [_both("marks", rng.randrange(2**31), {"referent": referent}, {"id": index + 1})]
+        referent = position_referent(index, people, rng, gender)
+    if referent is None or means(referent, people) != [index]:
+        return []
+    return [_both("marks", rng.randrange(2**31), {"referent": referent}, {"id": index + 1}, index)]
 
 
 def _by_position(people, rng) -> Sample | None:
@@ -161,10 +206,12 @@ def _by_position(people, rng) -> Sample | None:
     attribute = rng.choice(attributes)
     # Never name the gender in the referent of a gender question ("is the man on the left male?").
     gender = people[index].get("gender") if attribute != "gender" else None
-    referent = position_referent(index, len(people), rng, gender)
+    referent = position_referent(index, people, rng, gender)
+    if referent is None:
+        return None
     s = rng.randrange(2**31)
-    return _both(f"person_{attribute}", s, {"referent": referent}, {"referent": referent,
-                                                                      "label": people[index][attribute]})
+    return _both(f"person_{attribute}", s, {"referent": referent},
+                 {"referent": referent, "label": people[index][attribute]}, index)
 
 
 def _by_emotion_referent(people, rng) -> Sample | None:
@@ -178,8 +225,11 @@ def _by_emotion_referent(people, rng) -> Sample | None:
     if attribute != "gender" and "gender" in person:
         fields["gender"] = person["gender"]
     referent = templates.referent("emotion", rng.randrange(2**31), **fields)
+    if means(referent, people) != [index]:
+        return None
     s = rng.randrange(2**31)
-    return _both(f"person_{attribute}", s, {"referent": referent}, {"referent": referent, "label": person[attribute]})
+    return _both(f"person_{attribute}", s, {"referent": referent}, {"referent": referent, "label": person[attribute]},
+                 index)
 
 
 def _extreme_age(people, rng) -> Sample | None:
@@ -193,9 +243,12 @@ def _extreme_age(people, rng) -> Sample | None:
     if ranks.count(best) != 1:
         return None
     index = ranks.index(best)
-    referent = position_referent(index, len(people), rng)
+    referent = position_referent(index, people, rng)
+    if referent is None:
+        return None
     s = rng.randrange(2**31)
-    return _both(task, s, {}, {"id": index + 1, "referent": referent, "age_group": people[index]["age_group"]})
+    return _both(task, s, {}, {"id": index + 1, "referent": referent, "age_group": people[index]["age_group"]},
+                 index)
 
 
 def _who_emotion(people, rng) -> Sample | None:
