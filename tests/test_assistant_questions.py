@@ -1,8 +1,10 @@
 """The question table (tests/data/assistant_questions.toml): questions as users write them, by category.
 
 Every question is routed and answered with the checks of tests/assistant_table.py. The table
-passes when at least 95% of its questions do and every refusal does; the per-category pass
-rates are printed (the README's assistant section quotes them).
+passes when at least 95% of its questions do, every refusal does, and no question fails that is
+not marked `known_failure = "why"` in the table (none is today): a change that breaks a handful
+of questions is caught, not absorbed by the 95%. The per-category pass rates are printed (the
+README's assistant section quotes them).
 """
 
 from __future__ import annotations
@@ -51,9 +53,11 @@ def test_questions_pass_95_percent_and_every_refusal(engine, photos):
     assistant = Assistant(engine)
     passed: dict[str, int] = defaultdict(int)
     total: dict[str, int] = defaultdict(int)
-    failures = []
+    failures, unexpected = [], []
     for category, turns in chats():
         failed = run_chat(turns, photos, assistant)
+        if failed and not any("known_failure" in t for t in turns):
+            unexpected += failed
         # A chat stops at its first failing turn: the turns after it count as failed too.
         done = len(turns) - (len(turns) - int(failed[0].split()[1]) + 1 if failed else 0)
         passed[category] += done
@@ -66,3 +70,4 @@ def test_questions_pass_95_percent_and_every_refusal(engine, photos):
     print("\n".join(failures))
     assert passed["refusal"] == total["refusal"], "every refusal must pass:\n" + "\n".join(failures)
     assert everything >= 0.95, f"{everything:.1%} of the table passes:\n" + "\n".join(failures)
+    assert not unexpected, "questions that passed before fail now:\n" + "\n".join(unexpected)

@@ -1,0 +1,85 @@
+"""`referring.refer`: what a referring phrase means, the definition the dataset builder and the evaluator share.
+
+Rows of made-up faces (boxes and apparent attributes only, no photo), so each rule is checked alone.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from faceqa.assistant import Assistant, Person, refer
+from faceqa.schema import AgeEstimate, FaceReport, ImageInfo, ImageReport, LabelScore
+
+# Left to right: man 30, woman 25, man 70, woman 80; the third face is the largest, the last the highest.
+ROW = [
+    Person((0, 100, 40, 40), "Male", 30.0, "Happiness", emotion_scores={"Happiness": 0.9, "Sadness": 0.1}),
+    Person((100, 100, 40, 40), "Female", 25.0, "Happiness", emotion_scores={"Happiness": 0.6, "Sadness": 0.4}),
+    Person((200, 100, 80, 80), "Male", 70.0, "Sadness", emotion_scores={"Happiness": 0.2, "Sadness": 0.8}),
+    Person((300, 10, 40, 40), "Female", 80.0, "Neutral", emotion_scores={"Happiness": 0.0, "Neutral": 1.0}),
+]
+
+
+@pytest.mark.parametrize(("phrase", "meant"), [
+    ("the person on the left", [0]),
+    ("the person on the far right", [3]),
+    ("the second person from the left", [1]),
+    ("the second from the right", [2]),
+    ("the second man from the left", [2]),  # gendered ordinals count among that gender
+    ("the first woman from the right", [3]),
+    ("the woman on the left", [1]),
+    ("the man on the right", [2]),
+    ("person 3", [2]),
+    ("the largest face", [2]),
+    ("the person at the top", [3]),
+    ("the oldest man", [2]),
+    ("the youngest", [1]),
+    ("the happiest person", [0]),
+    ("the least happy person", [3]),
+    ("the women", [1, 3]),
+    ("the person in the middle", [1, 2]),  # an even row has two middle faces
+    ("people over 60", [2, 3]),
+    ("people under 30", [1]),
+    ("everyone in their twenties", [1]),
+    ("the people who are not smiling", [2, 3]),
+    ("the child", []),
+    ("the fifth person from the left", [0, 1, 2, 3]),  # no fifth: the faces it was choosing among
+])
+def test_a_phrase_means_the_faces_the_rules_say(phrase, meant):
+    assert sorted(refer(phrase, ROW)) == meant
+
+
+def test_position_is_the_box_centre_not_the_order_given():
+    shuffled = [ROW[2], ROW[0], ROW[3], ROW[1]]
+    assert refer("the second man from the left", shuffled) == [0]
+    assert refer("person 1", shuffled) == [1]
+
+
+def test_age_conditions_include_their_bound():
+    """ "over 60" includes 60, "under 30" excludes 30, "in their twenties" is 20 to 29.99."""
+    row = [Person((0, 0, 10, 10), age=60.0), Person((20, 0, 10, 10), age=30.0), Person((40, 0, 10, 10), age=20.0)]
+    assert refer("people over 60", row) == [0]
+    assert refer("people under 30", row) == [2]
+    assert refer("people in their twenties", row) == [2]
+    assert refer("people in their thirties", row) == [1]
+
+
+def test_an_unknown_attribute_never_fits():
+    unknown = [Person((0, 0, 10, 10)), Person((20, 0, 10, 10), "Female")]
+    assert refer("the woman", unknown) == [1]
+    assert refer("the oldest", unknown) == [0, 1]  # no ages at all: it cannot pick
+
+
+def _face(i: int, years: float | None) -> FaceReport:
+    age = AgeEstimate(years=years, group="30-39", score=0.5) if years is not None else None
+    return FaceReport(id=i, box=(100 * i, 0, 50, 50), score=0.9, landmarks5=[(0.0, 0.0)] * 5, age=age,
+                      gender=LabelScore(label="Male", score=0.9))
+
+
+def test_oldest_with_an_age_left_empty_answers_from_the_faces_that_have_one():
+    """A VLM may leave an age empty: "who is the oldest?" used to raise TypeError sorting None."""
+    report = ImageReport(image=ImageInfo(width=400, height=60), faces=[_face(1, 31.0), _face(2, None), _face(3, 35.0)])
+    answer = Assistant(engine=object()).answer([report], "who is the oldest?")
+    assert answer.status == "ok" and answer.faces == [3]
+    assert "person 2" not in answer.answer.split("Apparent ages:")[1]
+    nobody = report.model_copy(update={"faces": [_face(1, None), _face(2, None)]})
+    assert Assistant(engine=object()).answer([nobody], "who is the oldest?").status == "unsupported"
