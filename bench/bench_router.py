@@ -1,7 +1,7 @@
 """Question routing cost: time per `route()` call over the assistant's case table, against the face analysis.
 
-Every question of tests/data/assistant_cases.toml is routed on the engine's reports of its
-photos (reports computed once, outside the clock), `--rounds` times, interleaved with
+Every question of tests/data/assistant_cases.toml and assistant_questions.toml is routed on the
+engine's reports of its photos (reports computed once, outside the clock), `--rounds` times, interleaved with
 `FaceEngine.analyze` of group.jpg and with whole `Assistant.answer` calls on ready reports,
 so machine noise (the CPUs are shared) hits all three alike. The target is routing "well
 under a millisecond"; the ratios say what share of an answer routing is. Routing's own CPU
@@ -37,6 +37,9 @@ def questions() -> list[tuple[list[str], str]]:
     data = tomllib.loads((ROOT / "tests" / "data" / "assistant_cases.toml").read_text())
     found = [(c.get("photos", ["group"]), c["q"]) for c in data["case"]]
     found += [(chat["photos"], turn["q"]) for chat in data["conversation"] for turn in chat["turns"]]
+    table = tomllib.loads((ROOT / "tests" / "data" / "assistant_questions.toml").read_text())
+    found += [(g.get("photos", ["group"]), c["q"]) for g in table["group"] for c in g["cases"]]
+    found += [(chain["photos"], turn["q"]) for chain in table["chain"] for turn in chain["turns"]]
     return found
 
 

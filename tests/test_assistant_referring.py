@@ -83,3 +83,15 @@ def test_oldest_with_an_age_left_empty_answers_from_the_faces_that_have_one():
     assert "person 2" not in answer.answer.split("Apparent ages:")[1]
     nobody = report.model_copy(update={"faces": [_face(1, None), _face(2, None)]})
     assert Assistant(engine=object()).answer([nobody], "who is the oldest?").status == "unsupported"
+
+
+@pytest.mark.parametrize(("ages", "said", "never"), [
+    ((40.2, 40.0), "looks about the same age, so treat this as a toss-up", "only 0"),
+    ((41.6, 40.0), "looks only 2 years younger, so treat this as a toss-up", "only 0"),
+    ((41.0, 40.0), "looks only 1 year younger", "1 years younger"),
+    ((50.0, 40.0), "Apparent ages: person 1 about 50, person 2 about 40.", "toss-up"),
+])
+def test_close_ages_are_called_a_toss_up_in_words_that_fit(ages, said, never):
+    report = ImageReport(image=ImageInfo(width=300, height=60), faces=[_face(1, ages[0]), _face(2, ages[1])])
+    text = Assistant(engine=object()).answer([report], "who is the oldest?").answer
+    assert said in text and never not in text
