@@ -309,7 +309,8 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("url", ["http://[::1/x", "http://127.0.0.1:abc/x", "http://127.0.0.1/\x00", "http://"])
+@pytest.mark.parametrize("url", ["http://[::1/x", "http://127.0.0.1:abc/x", "http://127.0.0.1/\x00", "http://",
+                                 "http://127.0.0.1/" + "a" * policy.MAX_URL_CHARS], ids=lambda url: url[:24])
 def test_malformed_image_urls_are_a_400(guarded, url):
     refused(chat(guarded, ask("how old?", url)), 400, param="messages[0].content[1].image_url")
     response = guarded.post("/v1/faces/analyze", json={"images": [url]})

@@ -26,6 +26,7 @@ _DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w.+-]
                        re.IGNORECASE)
 _DATA_HEADER_CHARS = 256  # media type and parameters; the header is looked for only this far in
 _REDIRECTS = {301, 302, 303, 307, 308}
+MAX_URL_CHARS = 8_192  # an http(s) image URL; longer ones are refused before they are parsed
 
 
 def check_api_key(authorization: str | None, keys: tuple[str, ...]) -> None:
@@ -87,6 +88,9 @@ class ImageFetcher:
             except ValueError as error:
                 raise APIError(400, str(error), param=param, code="invalid_image") from None
         if scheme in ("http", "https"):
+            if len(url) > MAX_URL_CHARS:
+                raise APIError(400, f"image URLs are limited to {MAX_URL_CHARS:,} characters", param=param,
+                               code="invalid_image_url")
             return await self._remote(url, param)
         if scheme == "file":
             raise APIError(400, "file: URLs are refused; send the image as a data: URL", param=param,
