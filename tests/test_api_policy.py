@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 
 import httpx
 import pytest
@@ -518,6 +519,19 @@ def test_a_decoder_crash_is_that_photos_400_and_one_entry_of_a_batch(guarded, mo
     assert response.status_code == 200, response.text
     broken, good = response.json()["data"]
     assert "could not be decoded" in broken["error"] and len(good["faces"]) == 4
+
+
+IMAGE_CRASHERS = sorted((Path(__file__).parent / "data" / "crashers").iterdir())
+
+
+@pytest.mark.parametrize("path", IMAGE_CRASHERS, ids=[path.name for path in IMAGE_CRASHERS])
+def test_images_that_crashed_a_decoder_are_a_400_and_one_entry_of_a_batch(guarded, path):
+    crasher = data_url(path.read_bytes(), "image/avif")
+    refused(chat(guarded, ask("how old?", crasher)), 400, "invalid_image", "messages[0].content[1].image_url")
+    response = guarded.post("/v1/faces/analyze", json={"images": [crasher, group_url()]})
+    assert response.status_code == 200, response.text
+    broken, good = response.json()["data"]
+    assert broken["error"] and len(good["faces"]) == 4
 
 
 def test_a_photo_over_the_pixel_limit_is_named_so_in_a_batch(guarded):
