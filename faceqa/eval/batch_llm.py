@@ -26,8 +26,9 @@ from typing import Any
 from faceqa.cluster import RaySettings, connect
 from faceqa.datasets.readers import FaceRecord
 from faceqa.eval.cache import PredictionCache
-from faceqa.eval.openai_predictor import cache_name, encoded_data_url, with_image
+from faceqa.eval.openai_predictor import cache_name, with_image
 from faceqa.eval.predictor import answered, prompts
+from faceqa.vlm.endpoint import file_data_url
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Request:
         self.lora = settings.lora
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        url = encoded_data_url(row["data"] or Path(row["path"]).read_bytes(), row["path"])
+        url = file_data_url(row["data"] or Path(row["path"]).read_bytes(), row["path"])
         request = {"image": row["image"], "task": row["task"], "sampling_params": self.params,
                    "messages": with_image(self.prompts[row["task"]], url)}
         return request | ({"model": self.lora} if self.lora else {})

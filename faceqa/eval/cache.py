@@ -93,14 +93,3 @@ class PredictionCache:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-
-def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write to a temporary sibling then rename, so readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with temporary.open("wb") as handle:
-        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from faceqa.datasets.readers import FaceRecord, LabelAudit
-from faceqa.eval.cache import PredictionCache, write_atomic
+from faceqa.eval.cache import PredictionCache
 from faceqa.eval.metrics import MetricSettings, Scored, latency_percentiles, task_metrics
 from faceqa.eval.predictor import TASKS, Predictor
 from faceqa.eval.published import published_rows
 from faceqa.eval.runner import RunStats, run_predictions
+from faceqa.files import write_atomic
 
 REPORT_VERSION = 1
 GROUP_ATTRIBUTES = ("race", "gender", "age_group")

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from faceqa.datasets.readers import FaceRecord, LabelAudit
-from faceqa.eval.cache import PredictionCache, write_atomic
+from faceqa.eval.cache import PredictionCache
 from faceqa.eval.metrics import MetricSettings, Scored, latency_percentiles, summary
 from faceqa.eval.predictor import Prediction, Predictor
 from faceqa.eval.published import published_rows
 from faceqa.eval.runner import run_predictions
+from faceqa.files import write_atomic
 
 log = logging.getLogger(__name__)
 

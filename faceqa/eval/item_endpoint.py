@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from faceqa.datasets.readers import FaceRecord
-from faceqa.eval.openai_predictor import encoded_data_url
 from faceqa.eval.predictor import Prediction, Predictor, UnusableInput, encoded_image
+from faceqa.vlm.endpoint import file_data_url, openai_client
 
 Prompt = Callable[[FaceRecord, str], str]
 Reader = Callable[[FaceRecord, str, str, float], Prediction]
@@ -23,11 +23,11 @@ Reader = Callable[[FaceRecord, str, str, float], Prediction]
 
 def _image_urls(item: FaceRecord) -> list[str]:
     if "images" not in item.extra:
-        return [encoded_data_url(encoded_image(item), item.image.name)]
+        return [file_data_url(encoded_image(item), item.image.name)]
     urls = []
     for path in item.extra["images"]:
         try:
-            urls.append(encoded_data_url(path.read_bytes(), path.name))
+            urls.append(file_data_url(path.read_bytes(), path.name))
         except OSError as error:
             raise UnusableInput(f"{item.key}: {error.strerror or error}") from None
     return urls
@@ -37,9 +37,7 @@ class ItemEndpoint(Predictor):
     def __init__(self, base_url: str, model: str, tasks: tuple[str, ...], prompt: Prompt, read: Reader, *,
                  api_key: str = "EMPTY", max_tokens: int = 16, timeout: float = 60.0, max_retries: int = 2,
                  name: str | None = None):
-        from openai import OpenAI
-
-        self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
+        self.client = openai_client(base_url, api_key, timeout, max_retries)
         self.model, self.max_tokens, self.name = model, max_tokens, name or model
         self.tasks, self.prompt, self.read = tasks, prompt, read
 

@@ -9,18 +9,17 @@ worker threads (it pools connections).
 
 from __future__ import annotations
 
-import base64
-import mimetypes
 import time
 from typing import Any
 
 from faceqa.datasets.readers import FaceRecord
 from faceqa.eval.predictor import IMAGE, Prediction, Predictor, answered, encoded_image, prompts
+from faceqa.vlm.endpoint import file_data_url, openai_client
 
 
 def data_url(item: FaceRecord) -> str:
     """The image's encoded bytes as a data URL; the endpoint decodes it, the evaluator never does."""
-    return encoded_data_url(encoded_image(item), item.image.name)
+    return file_data_url(encoded_image(item), item.image.name)
 
 
 def cache_name(model: str, style: str) -> str:
@@ -35,21 +34,13 @@ def with_image(messages: list[dict[str, Any]], url: str) -> list[dict[str, Any]]
             for m in messages]
 
 
-def encoded_data_url(data: bytes, name: str) -> str:
-    """Encoded image bytes as a data URL, the type guessed from the file name."""
-    mime = mimetypes.guess_type(name)[0] or "image/jpeg"
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
 class OpenAIEndpointPredictor(Predictor):
     """`style` picks the templates: "chat" (system prompt + question) or "paligemma" (the bare prefix)."""
 
     def __init__(self, base_url: str, model: str, api_key: str = "EMPTY", style: str = "chat",
                  max_tokens: int = 64, timeout: float = 60.0, max_retries: int = 2, name: str | None = None):
-        from openai import OpenAI
-
         self.prompts = prompts(style)
-        self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
+        self.client = openai_client(base_url, api_key, timeout, max_retries)
         self.model, self.max_tokens = model, max_tokens
         self.name = name or cache_name(model, style)
 

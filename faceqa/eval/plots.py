@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from faceqa.eval.cache import write_atomic
+from faceqa.files import write_atomic
 
 
 def _save(figure: Figure, path: Path) -> str:

@@ -157,9 +157,10 @@ def evaluate_skills(root: str | Path, predictor: Any, out_dir: str | Path, skill
     """Ask every held-out row of the skills, score, write report.json and model_card.md. Resumable."""
     import json
 
-    from faceqa.eval.cache import PredictionCache, write_atomic
+    from faceqa.eval.cache import PredictionCache
     from faceqa.eval.card import skills_card
     from faceqa.eval.runner import run_predictions
+    from faceqa.files import write_atomic
 
     out = Path(out_dir)
     items = list(read_skill_rows(root, split, skills))[:limit]

@@ -29,12 +29,13 @@ from tqdm import tqdm
 
 from faceqa.cluster import RaySettings
 from faceqa.datasets.readers import FORMATS, FaceRecord, LabelAudit, read_dataset
+from faceqa.files import write_atomic
 from faceqa.vlm.marks import draw_marks
 
 from .collage import collage, tile_boxes
 from .dedup import NearDuplicateIndex
 from .lengths import target_chars
-from .store import SETTINGS, SUMMARY, Manifest, Pending, dataset_card, write_atomic
+from .store import SETTINGS, SUMMARY, Manifest, Pending, dataset_card
 from .tasks import ATTRIBUTES, Sample, composite_samples, marks_samples, seed_of
 from .worker import Face, FaceJobConfig, Failure, encode_jpeg, faces
 

@@ -30,6 +30,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from faceqa.files import atomic_writer, write_atomic
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.jsonl"
@@ -60,28 +62,14 @@ def _arrow_schema():
     return features().arrow_schema
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def write_shard(rows: list[dict], path: Path) -> None:
     """Rows to one Parquet file, atomically, with the Hugging Face features in its metadata."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist(rows, schema=_arrow_schema())  # its metadata carries the HF features
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_writer(path) as handle:
         pq.write_table(table, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass
