@@ -19,7 +19,6 @@ app = typer.Typer(help="faceqa: ask questions about the people in a photo.", no_
 models_app = typer.Typer(help="Embedded model files: fetch, verify, list.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".avif"}
 err = Console(stderr=True)
 
 
@@ -30,6 +29,8 @@ def _fail(message: str) -> None:
 
 def expand(paths: list[Path]) -> list[Path]:
     """Directories become their image files (sorted); everything else is kept for load_image to judge."""
+    from faceqa.images import IMAGE_SUFFIXES
+
     out: list[Path] = []
     for path in paths:
         if path.is_dir():

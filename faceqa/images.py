@@ -34,6 +34,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_PIXELS = 40_000_000  # a 40-megapixel photo is large; more is almost surely a decompression bomb
 MAX_SIDE = 20_000  # pixels on the longest side; a longer image is a strip the detector would scan whole
 
+# The file names a folder walk picks up (the CLI's folders, the dataset readers, the chat page's uploader): every
+# format `load_image` decodes, so no entry point skips a photo another one would read. GIF gives its first frame;
+# AVIF needs Pillow >= 11.2 (built in). Other files are not listed, not refused: `load_image` judges what it is given.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".avif", ".bmp", ".gif", ".tif", ".tiff")
+
 BadImageKind = Literal["empty", "missing", "not_a_file", "unreadable", "not_an_image", "damaged", "too_large"]
 
 

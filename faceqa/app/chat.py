@@ -29,12 +29,12 @@ from faceqa.app.gate import require_password
 from faceqa.app.remote import RemoteError, ask_remote
 from faceqa.artifacts import ArtifactCorrupt, ArtifactMissing
 from faceqa.assistant import Assistant, Conversation
-from faceqa.images import BadImage, load_image
+from faceqa.images import IMAGE_SUFFIXES, BadImage, load_image
 from faceqa.schema import FaceReport, ImageReport
 
 EXAMPLES = resources.files("faceqa") / "examples"
 STYLE = Path(str(resources.files("faceqa.app") / "data" / "chat.css"))
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "avif", "bmp", "gif", "tif", "tiff"]
+UPLOAD_TYPES = [suffix.removeprefix(".") for suffix in IMAGE_SUFFIXES]
 MAX_UPLOAD_PIXELS = 40_000_000
 EMBEDDED = "Embedded engine (offline)"
 TAB = "photo_tab"  # session-state key of the photo tabs: the page switches them to the photo an answer is about

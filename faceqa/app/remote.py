@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import io
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
+
+from faceqa.vlm.endpoint import image_data_url, openai_client
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
@@ -15,12 +14,6 @@ if TYPE_CHECKING:
 
 class RemoteError(RuntimeError):
     """The server could not be reached or refused the request; the message is fit for the page."""
-
-
-def data_url(rgb: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, "JPEG", quality=92)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def _turn(role: str, content: str) -> ChatCompletionMessageParam:
@@ -36,9 +29,8 @@ def ask_remote(settings: dict, photos: list[np.ndarray], messages: list[dict], t
     history = [_turn(m["role"], m["content"]) for m in messages[:-1] if not m.get("error")]
     last = messages[-1]["content"]
     parts: list[ChatCompletionContentPartParam] = [{"type": "text", "text": last}]
-    parts += [{"type": "image_url", "image_url": {"url": data_url(rgb)}} for rgb in photos]
-    client = openai.OpenAI(base_url=settings["base_url"], api_key=settings.get("api_key") or "none",
-                           timeout=timeout, max_retries=1)
+    parts += [{"type": "image_url", "image_url": {"url": image_data_url(rgb, "jpeg")}} for rgb in photos]
+    client = openai_client(settings["base_url"], settings.get("api_key"), timeout, max_retries=1)
     try:
         reply = client.chat.completions.create(model=settings["model"],
                                                messages=[*history, {"role": "user", "content": parts}])

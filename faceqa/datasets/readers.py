@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from faceqa.images import IMAGE_SUFFIXES
+
 log = logging.getLogger(__name__)
 
 ATTRIBUTES = ("race", "gender", "age_group", "emotion")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 MAX_EXAMPLES = 5
 
 AFFECTNET_PATH_COLUMNS = ("subDirectory_filePath", "image", "file", "path", "pth", "filename")

@@ -9,14 +9,13 @@ in flight, so a batch cannot flood a server that queues poorly.
 
 from __future__ import annotations
 
-import base64
-import io
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from .base import (
     Completion,
@@ -28,16 +27,8 @@ from .base import (
     VLMError,
     VLMRequest,
     to_messages,
-    to_pil,
 )
-
-
-def image_data_url(image: ImageLike, fmt: Literal["png", "jpeg"] = "png") -> str:
-    """Encode an image as a `data:` URL; PNG is lossless, JPEG is smaller."""
-    pil = to_pil(image)
-    buffer = io.BytesIO()
-    pil.save(buffer, format="PNG" if fmt == "png" else "JPEG", quality=95)
-    return f"data:image/{fmt};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+from .endpoint import image_data_url, openai_client
 
 
 def _short(text: str, limit: int = 300) -> str:
@@ -71,10 +62,7 @@ class OpenAIBackend(VLMBackend):
         self.concurrency = concurrency
         self.image_format = image_format
         self.timeout = timeout
-        # vLLM ignores the key unless started with --api-key; the client insists on one.
-        self.client = openai.OpenAI(
-            base_url=base_url, api_key=api_key or "EMPTY", timeout=timeout, max_retries=max_retries
-        )
+        self.client = openai_client(base_url, api_key, timeout, max_retries)
         self._model = model
         self._in_flight = threading.BoundedSemaphore(concurrency)
 
@@ -138,7 +126,8 @@ class OpenAIBackend(VLMBackend):
         with self._in_flight:
             try:
                 response = self.client.chat.completions.create(
-                    model=self.model, messages=messages, **self._request_kwargs(params)
+                    model=self.model, messages=cast(list[ChatCompletionMessageParam], messages),
+                    **self._request_kwargs(params),
                 )
             except openai.APITimeoutError:
                 raise VLMError(f"{self.base_url}: no answer within {self.timeout:g} s (retries exhausted)") from None
