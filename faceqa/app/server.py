@@ -8,7 +8,8 @@ worker threads (service.py), images are resolved by the policy (policy.py).
 The event loop does no unbounded work for a request, so /health answers while any
 request runs: the body is capped in bytes and JSON values before it is parsed
 (middleware.py), the text of the messages is capped before it is counted, and the
-response_format schema is checked and applied on a worker thread (response_schema.py).
+response_format schema is checked on a thread of its own and applied on a worker thread
+(response_schema.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -78,12 +80,16 @@ def create_app(config: ServerConfig, service: Service | None = None, fetcher: Im
     service = service or Service(config, metrics)
     fetcher = fetcher or ImageFetcher(config)
     started = int(time.time())
+    # Checking a client's schema costs up to about a second of CPU: it gets a thread of its own, so schema
+    # requests wait for each other and never for, or instead of, anyone's photos (asyncio's shared threads).
+    schemas = ThreadPoolExecutor(1, thread_name_prefix="faceqa-schema")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(service.start)
         yield
         service.stop()
+        schemas.shutdown(wait=False, cancel_futures=True)
         await fetcher.aclose()
 
     keyed = bool(config.api_keys)
@@ -154,8 +160,11 @@ def create_app(config: ServerConfig, service: Service | None = None, fetcher: Im
         service.check_model(body.model)
         check_text(body.messages)
         turns = user_turns(body.messages, config)
-        fmt = await asyncio.to_thread(output_format, body, config)
         async with deadline() as until:
+            if body.response_format is not None and body.response_format.type == "json_schema":
+                fmt = await asyncio.get_running_loop().run_in_executor(schemas, output_format, body, config)
+            else:
+                fmt = output_format(body, config)
             answer = await service.converse(body.model, turns, await fetch(turns), until)
             prompt_tokens = sum(count_tokens(message_text(m)) for m in body.messages)
             result = await asyncio.to_thread(reply, body.model, answer, fmt, prompt_tokens)
