@@ -222,9 +222,13 @@ def check_answer(answer, plan, case: dict, reports: list[ImageReport], race_said
                 assert f"looks {display('emotion', face.emotion.label)} (confidence {face.emotion.score:.0%})" in text
             if "race" in plan.attributes and face.race is None:
                 assert ("VLM" in text) == ("race" in plan.named and not race_said), "race caveat: once, when asked"
-            for attribute, label in plan.asked.items():
-                verdict = "Yes:" if getattr(face, attribute).label == label else "No:"
-                assert text.startswith(verdict)
+            if len(plan.targets) == 1:
+                for attribute, label in plan.asked.items():
+                    verdict = "Yes:" if getattr(face, attribute).label == label else "No:"
+                    assert text.startswith(verdict)
+        if plan.asked and len(plan.targets) > 1:  # one verdict for all of them first
+            every = all(getattr(faces[r], a).label == w for r in plan.targets for a, w in plan.asked.items())
+            assert text.startswith("Yes: all" if every else "No: "), text
     elif plan.intent == "count":
         assert re.search(rf"\b{len(plan.targets)}\b", text)
         assert answer.result.count == len(plan.targets)

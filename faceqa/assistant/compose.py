@@ -306,7 +306,7 @@ class Composer:
                 lines.append(f"{subject}: no estimate for {', '.join(plan.attributes)}.")
                 continue
             verdicts = [v for a, want in plan.asked.items() if (v := _verdict(face, a, want))]
-            if verdicts:
+            if verdicts and len(refs) == 1:
                 subject = f"{' '.join(verdicts)} {subject[0].lower()}{subject[1:]}"
                 phrases[-1] += "".join(
                     f", not {display(a, want)}"
@@ -314,6 +314,13 @@ class Composer:
                     if (value := getattr(face, a)) is not None and value.label != want
                 )
             lines.append(f"{subject} {'; '.join(phrases)}.")
+        if plan.asked and len(refs) > 1:  # "is everyone happy?": one verdict first, then each face
+            fitting = sum(all(_verdict(self.faces[r], a, w) == "Yes:" for a, w in plan.asked.items()) for r in refs)
+            said = " and ".join(
+                f"{'look' if a == 'emotion' else 'appear'} {display(a, w)}" for a, w in plan.asked.items()
+            )
+            head = f"Yes: all {len(refs)} {said}." if fitting == len(refs) else f"No: {fitting} of {len(refs)} {said}."
+            lines.insert(0, head)
         text = "\n".join(lines) + self._race_note(plan, refs) + self._note(plan)
         only_race = plan.attributes == ("race",) and all(self.faces[r].race is None for r in refs)
         result = FacesResult(faces=[self.facts(r, plan.attributes) for r in refs])

@@ -5,7 +5,8 @@ A normalised question is cut at sentence breaks (" ; "), and at "and" or a comma
 follows starts a question of its own (a question word: "and who is the youngest", ", how many
 are kids"). "Are person 1 and 3 the same person?" and "the age, gender and emotion of ..." stay
 whole: no question word follows their "and". A part that only asks for reasoning ("explain step by
-step") belongs to the part before it. Every part is answered, in order.
+step") belongs to the part before it; "are there more men than women?" is the two counts. Every part is
+answered, in order.
 """
 
 from __future__ import annotations
@@ -26,12 +27,17 @@ _MODIFIER = tokens(
 )
 _JOINT = re.compile(r"\s*(?:,\s*)?\band\b\s*(?:,\s*)?|\s*,\s*")
 _SEPARATORS = re.compile(r"\s*[;,]\s*")
+# "are there more men than women?" is two counts: the answer gives both rather than a yes/no on one of them.
+_MORE_THAN = re.compile(r"^(?:are there|is there|do we have|do i see) (?:more|fewer|less) (\w+(?: \w+)?) than (\w+(?: \w+)?)$")
 
 
 def split(text: str) -> list[str]:
     """The parts of a normalised question, separators removed (one part for a simple question)."""
     parts = []
     for sentence in text.split(";"):
+        if m := _MORE_THAN.match(" ".join(_SEPARATORS.sub(" ", sentence).split())):
+            parts += [f"how many {m.group(1)} are there", f"how many {m.group(2)} are there"]
+            continue
         parts += _split_sentence(sentence)
     cleaned = [" ".join(_SEPARATORS.sub(" ", p).split()) for p in parts]
     joined: list[str] = []

@@ -89,7 +89,9 @@ ASKS = {
     ),
 }
 _GENDER_ASKED = Gated(
-    r"\b(?:an?) (man|woman|boy|girl|guy|lady|gentleman|male|female)\b|\b(male|female)\s*$", tokens("a an male female")
+    r"\b(?:an?) (man|woman|boy|girl|guy|lady|gentleman|male|female)\b|\b(male|female)\s*$"
+    r"|\ball (men|women|males|females|guys|ladies|boys|girls)\s*$",  # "are they all men?"
+    tokens("a an male female all"),
 )
 _EMOTION_ASKED = Gated(rf"\b({alternatives(V.emotions)})\b", tokens(*V.emotions))
 _RACE_ASKED = Gated(rf"\b({alternatives(V.races)})\b", tokens(*V.races))
@@ -137,8 +139,7 @@ def read(text: str) -> Question:
             t.take(ASKS[attribute], every=True)
     asked: dict[str, str] = {}
     if m := t.first(_GENDER_ASKED):
-        word = m.group(1) or m.group(2)
-        asked["gender"] = "Male" if word in ("man", "boy", "guy", "gentleman", "male") else "Female"
+        asked["gender"] = V.gender[next(g for g in m.groups() if g)]
     blanked = t.text
     referent = parse(blanked)
     if t.find(_PLURAL_ATTRIBUTE):
