@@ -28,7 +28,9 @@ _MODIFIER = tokens(
 _JOINT = re.compile(r"\s*(?:,\s*)?\band\b\s*(?:,\s*)?|\s*,\s*")
 _SEPARATORS = re.compile(r"\s*[;,]\s*")
 # "are there more men than women?" is two counts: the answer gives both rather than a yes/no on one of them.
-_MORE_THAN = re.compile(r"^(?:are there|is there|do we have|do i see) (?:more|fewer|less) (\w+(?: \w+)?) than (\w+(?: \w+)?)$")
+_MORE_THAN = re.compile(
+    r"^(?:are there|is there|do we have|do i see) (?:more|fewer|less) (\w+(?: \w+)?) than (\w+(?: \w+)?)$"
+)
 
 
 def split(text: str) -> list[str]:
