@@ -124,7 +124,7 @@ def test_dataset_targets_conclude_with_the_given_label():
     )
     conflict = compose_cot({"AU6": 0.8, "AU12": 0.9}, "Sadness")
     assert conflict.label == "Sadness" and conflict.agreement == "disagree"
-    assert "annotated label is sadness" in conflict.conclusion
+    assert "the face as a whole reads as sadness" in conflict.conclusion  # targets speak about the photo
     missing = compose_cot({}, "Surprise")
     assert "not in the action unit data" in missing.interpretation
     assert "No action unit reaches 0.20" in missing.text and missing.agreement == "unsupported"
