@@ -150,7 +150,7 @@ def test_eval_reads_the_affectnet_release_validation_split(release, tmp_path):
     from faceqa.eval.cli import _records
 
     records = list(_records(release, "affectnet", None, None, None, None, "aligned", LabelAudit()))
-    assert len(records) == 8 and {r.split for r in records} == {"val"}
+    assert len(records) == 8 and {r.split for r in records} == {"validation"}
 
 
 def test_reasoning_targets_speak_about_the_photo_not_the_annotation():

@@ -50,7 +50,7 @@ def test_fairface_layout(tmp_path):
     records = list(read_fairface(tmp_path, audit=audit))
     assert [(r.key, r.split) for r in records] == [
         ("fairface:train/1.jpg", "train"), ("fairface:train/2.jpg", "train"), ("fairface:train/3.jpg", "train"),
-        ("fairface:val/1.jpg", "val"),
+        ("fairface:val/1.jpg", "validation"),
     ]
     assert records[0].labels == {"age_group": "20-29", "gender": "Male", "race": "East Asian"}
     assert records[0].extra["service_test"] is True
@@ -116,7 +116,7 @@ def test_affectnet_per_class_folders(tmp_path):
     audit = LabelAudit()
     records = list(read_affectnet(tmp_path, audit=audit))
     assert [(r.split, r.labels.get("emotion")) for r in records] == [
-        ("train", "Contempt"), ("train", "Happiness"), ("val", "Neutral")]
+        ("train", "Contempt"), ("train", "Happiness"), ("validation", "Neutral")]
     assert audit.unmapped == {"affectnet:emotion='9'": 1}
     assert sum(audit.skipped.values()) == 1
 
@@ -127,13 +127,14 @@ def test_affectnet_2017_release_layout_with_boxes_and_both_splits(tmp_path):
     audit = LabelAudit()
     records = list(read_affectnet(root, audit=audit))  # affectnet=/data/affectnet, as the README says
     assert [(r.split, r.labels["emotion"]) for r in records] == [
-        ("train", "Neutral"), ("train", "Happiness"), ("train", "Contempt"), ("val", "Sadness"), ("val", "Happiness")]
+        ("train", "Neutral"), ("train", "Happiness"), ("train", "Contempt"),
+        ("validation", "Sadness"), ("validation", "Happiness")]
     assert all(r.image.is_file() and r.image.parent.parent.name == "Manually_Annotated_Images" for r in records)
     assert records[0].box == (40.0, 10.0, 30.0, 34.0) and records[1].box == (41.0, 10.0, 30.0, 34.0)
     assert records[0].extra["valence"] == 0.5 and records[0].extra["arousal"] == -0.25
     # Codes 8-10 never become faces: skipped and counted.
     assert sum(n for k, n in audit.skipped.items() if "8-10" in k) == 3
-    assert [r.split for r in read_affectnet(root, splits=("val",))] == ["val", "val"]
+    assert [r.split for r in read_affectnet(root, splits=("val",))] == ["validation", "validation"]
 
 
 def test_affectnet_csvs_beside_the_images_folder_are_found_too(tmp_path):
@@ -147,7 +148,7 @@ def test_affectnet_class_balancing_caps_each_expression_per_split(tmp_path):
     records = list(read_affectnet(root, max_per_class=2, audit=audit))
     counts = Counter((r.split, r.labels["emotion"]) for r in records)
     assert counts == {("train", "Happiness"): 2, ("train", "Neutral"): 2, ("train", "Contempt"): 1,
-                      ("val", "Happiness"): 2}
+                      ("validation", "Happiness"): 2}
     assert audit.skipped == {"affectnet:over max_per_class=2": 3}
     with pytest.raises(ValueError, match="at least 1"):
         list(read_affectnet(root, max_per_class=0))
@@ -165,7 +166,7 @@ def test_affectnet_single_csv_with_action_units_and_a_bad_box(tmp_path):
                       ["2/z.jpg", "1", "1", "6"]])  # a short row
     audit = LabelAudit()
     records = list(read_affectnet(tmp_path, csv_path=csv_path, audit=audit))
-    assert len(records) == 1 and records[0].labels == {"emotion": "Happiness"} and records[0].split == "val"
+    assert len(records) == 1 and records[0].labels == {"emotion": "Happiness"} and records[0].split == "validation"
     assert records[0].box == (1.0, 1.0, 6.0, 6.0)
     assert records[0].extra["action_units"] == {"AU12_r": 2.5, "AU4": 0.0}
     assert audit.skipped == {"affectnet:face box unreadable (face_x/y/width/height)": 1,

@@ -1,6 +1,7 @@
 """Readers for labelled face datasets in their native layouts.
 
-Each reader streams `FaceRecord`s: the image path (never decoded here), the split,
+Each reader streams `FaceRecord`s: the image path (never decoded here), the split
+(spelled as in `SPLIT_NAMES`: train, validation, test, whatever the dataset calls it),
 labels already mapped to the shared taxonomies, years when the dataset has them.
 Native labels (names or codes: UTKFace's 0/1, RAF-DB's 1..7, AffectNet's 0..10) go
 through the documented mappings of `faceqa.prompts.taxonomy.map_label`, never a
@@ -31,6 +32,11 @@ log = logging.getLogger(__name__)
 
 ATTRIBUTES = ("race", "gender", "age_group", "emotion")
 MAX_EXAMPLES = 5
+# One spelling of each split in every component (readers, dataset builder, evaluator, training): Hugging Face's,
+# so `load_dataset` recognises a built dataset's folders. A dataset's own names map onto it.
+SPLIT_NAMES = {"train": "train", "training": "train", "train_set": "train",
+               "val": "validation", "valid": "validation", "validation": "validation", "val_set": "validation",
+               "test": "test", "test_set": "test"}
 
 AFFECTNET_PATH_COLUMNS = ("subDirectory_filePath", "image", "file", "path", "pth", "filename")
 AU_COLUMN = re.compile(r"^AU\d+", re.IGNORECASE)
@@ -153,6 +159,11 @@ def _require(path: Path, columns: Iterable[str]) -> None:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header) or 'none'}")
 
 
+def _split(value: str) -> str | None:
+    """A CSV's split column in our spelling; a name we do not know is kept for the caller to judge."""
+    return SPLIT_NAMES.get(value.strip().lower(), value) if value else None
+
+
 def _float(value: str | None) -> float | None:
     try:
         return float(value) if value not in (None, "") else None
@@ -160,13 +171,13 @@ def _float(value: str | None) -> float | None:
         return None
 
 
-def read_fairface(root: str | Path, splits: Iterable[str] = ("train", "val"),
+def read_fairface(root: str | Path, splits: Iterable[str] = ("train", "validation"),
                   audit: LabelAudit | None = None) -> Iterator[FaceRecord]:
     """FairFace: `fairface_label_{train,val}.csv` (file, age, gender, race, service_test) beside the images."""
     root, audit = Path(root), audit if audit is not None else LabelAudit()
     labeller = _Labeller("fairface", audit, dataset=True)
-    for split in splits:
-        table = root / f"fairface_label_{split}.csv"
+    for split in (SPLIT_NAMES.get(s.lower(), s) for s in splits):
+        table = root / f"fairface_label_{'val' if split == 'validation' else split}.csv"
         if not table.exists():
             raise FileNotFoundError(f"{table}: FairFace label file not found")
         _require(table, ("file", "age", "gender", "race"))
@@ -235,13 +246,14 @@ def read_rafdb(root: str | Path, variant: str = "aligned", audit: LabelAudit | N
                              extra={"native": native})
 
 
-AFFECTNET_TABLES = {"train": "training.csv", "val": "validation.csv"}
+AFFECTNET_TABLES = {"train": "training.csv", "validation": "validation.csv"}
 AFFECTNET_IMAGES = ("Manually_Annotated_Images", "Manually_Annotated/Manually_Annotated_Images")
 AFFECTNET_BOX = ("face_x", "face_y", "face_width", "face_height")
 
 
-def read_affectnet(root: str | Path, csv_path: str | Path | None = None, splits: Iterable[str] = ("train", "val"),
-                   max_per_class: int | str | None = None, audit: LabelAudit | None = None) -> Iterator[FaceRecord]:
+def read_affectnet(root: str | Path, csv_path: str | Path | None = None,
+                   splits: Iterable[str] = ("train", "validation"), max_per_class: int | str | None = None,
+                   audit: LabelAudit | None = None) -> Iterator[FaceRecord]:
     """AffectNet: the 2017 release, one of its CSVs, or per-class folders (`[split/]class/*.jpg`).
 
     The release is `Manually_Annotated_Images/<dir>/<file>.jpg` with `training.csv` and
@@ -284,7 +296,7 @@ def read_affectnet(root: str | Path, csv_path: str | Path | None = None, splits:
 def _affectnet_tables(root: Path, splits: tuple[str, ...]) -> list[tuple[str | None, Path]]:
     """The release's CSVs for `splits`, in its layout; none when `root` is a per-class folder tree."""
     found: list[tuple[str | None, Path]] = []
-    for split in splits:
+    for split in (SPLIT_NAMES.get(s.lower(), s) for s in splits):
         name = AFFECTNET_TABLES.get(split)
         if name is None:
             raise ValueError(f"AffectNet splits are {', '.join(AFFECTNET_TABLES)}, got {split!r}")
@@ -303,7 +315,7 @@ def _affectnet_csv(images: Path, table: Path, split: str | None, audit: LabelAud
                          f"({', '.join(AFFECTNET_PATH_COLUMNS)}); found {', '.join(header)}")
     au_columns = [c for c in header if AU_COLUMN.match(c)]
     labeller = _Labeller("affectnet", audit, dataset=True)
-    split = split or {"training": "train", "validation": "val"}.get(table.stem.lower())
+    split = split or SPLIT_NAMES.get(table.stem.lower())
     for line, row in _rows(table):
         where = f"{table.name}:{line}"
         if row.get(path_column) is None or row.get("expression") is None:
@@ -351,8 +363,6 @@ def read_image_folder(root: str | Path, attribute: str, source: str = "imagefold
     yield from _image_folder(Path(root), attribute, source, _Labeller(source, audit, dataset=False))
 
 
-SPLIT_NAMES = {"train": "train", "training": "train", "train_set": "train", "val": "val", "valid": "val",
-               "validation": "val", "val_set": "val", "test": "test", "test_set": "test"}
 
 
 def _image_folder(root: Path, attribute: str, source: str, labeller: _Labeller) -> Iterator[FaceRecord]:
@@ -401,7 +411,7 @@ def read_csv(path: str | Path, columns: dict[str, str], root: str | Path | None 
         if years is not None and years >= 0:
             labels.setdefault("age_group", _age_group(years))
         yield FaceRecord(image, _key(source, image, root), source,
-                         row[columns["split"]] or None if "split" in columns else None, labels, years=years,
+                         _split(row[columns["split"]]) if "split" in columns else None, labels, years=years,
                          identity=row[columns["identity"]] or None if "identity" in columns else None,
                          extra={"native": native})
 

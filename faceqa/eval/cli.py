@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from faceqa.datasets.readers import FORMATS, FaceRecord, LabelAudit, read_dataset
+from faceqa.datasets.readers import FORMATS, SPLIT_NAMES, FaceRecord, LabelAudit, read_dataset
 from faceqa.eval.predictor import TASKS, Predictor
 
 app = typer.Typer(help="Measure a model's accuracy, overall and per group, and write its model card.",
@@ -44,9 +44,10 @@ def _parse_columns(text: str | None) -> dict[str, str]:
 
 def _records(path: Path, format: str, split: str | None, columns: str | None, attribute: str | None,
              affectnet_csv: Path | None, variant: str, audit: LabelAudit) -> Iterator[FaceRecord]:
+    split = SPLIT_NAMES.get(split.lower(), split) if split else None
     options: dict = {}
     if format == "fairface":
-        options["splits"] = (split or "val",)
+        options["splits"] = (split or "validation",)
     elif format == "csv":
         options["columns"] = _parse_columns(columns)
     elif format == "imagefolder":
@@ -56,7 +57,7 @@ def _records(path: Path, format: str, split: str | None, columns: str | None, at
     elif format == "affectnet":
         options["csv_path"] = affectnet_csv
         if affectnet_csv is None:  # the release: its validation.csv is what AffectNet results are reported on
-            options["splits"] = (split or "val",)
+            options["splits"] = (split or "validation",)
     elif format == "rafdb":
         options["variant"] = variant
     elif format == "built":
@@ -146,7 +147,7 @@ def run(
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks.")] = ",".join(TASKS),
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N images.")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Calls in flight at once.")] = 8,
-    split: Annotated[str | None, typer.Option(help="Only this split (FairFace: val; built: validation).")] = None,
+    split: Annotated[str | None, typer.Option(help="Only this split (train, validation, test; or val).")] = None,
     columns: Annotated[str | None, typer.Option(help="CSV mapping, e.g. image=file,race=eth,age=years.")] = None,
     attribute: Annotated[str | None, typer.Option(help="Image folder: the attribute its folders name.")] = None,
     affectnet_csv: Annotated[Path | None, typer.Option(help="AffectNet CSV (else per-class folders).")] = None,

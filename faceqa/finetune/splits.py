@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import hashlib
 
+from faceqa.datasets.readers import SPLIT_NAMES
+
 SPLIT_POLICIES = ("auto", "native", "hash")
-# Our split names follow the Hugging Face convention, so `load_dataset` recognises them.
-NATIVE_NAMES = {"train": "train", "val": "validation", "valid": "validation", "validation": "validation",
-                "test": "test"}
 
 
 def _unit(text: str) -> float:
@@ -36,9 +35,9 @@ def assign_split(native: str | None, group: str, policy: str, val_fraction: floa
     if policy not in SPLIT_POLICIES:
         raise ValueError(f"split policy must be one of {', '.join(SPLIT_POLICIES)}, got {policy!r}")
     if policy != "hash" and native:
-        name = NATIVE_NAMES.get(native.lower())
+        name = SPLIT_NAMES.get(native.lower())
         if name is None:
-            raise ValueError(f"unknown native split {native!r}; expected one of {', '.join(NATIVE_NAMES)}")
+            raise ValueError(f"unknown native split {native!r}; expected one of {', '.join(SPLIT_NAMES)}")
         return name
     if policy == "native":
         raise ValueError(f"{group}: the dataset gives no split for this row (use --split hash or auto)")
