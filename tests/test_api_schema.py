@@ -128,6 +128,7 @@ def test_recursive_schemas_are_refused(client, schema):
     {"properties": {"answer": {"$ref": 7}}},
     {"$schema": ["not", "a", "string"]},
     {"$schema": "http://json-schema.org/draft-03/schema#", "extends": {"type": 12}},
+    {"$schema": "http://json-schema.org/draft-07/schema##"},
 ])
 def test_refs_land_on_subschemas_and_the_dialect_is_known(client, schema):
     refused(post(client, schema))

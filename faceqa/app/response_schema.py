@@ -58,16 +58,16 @@ def refused(message: str, code: str = "invalid_schema") -> APIError:
 
 
 def check(schema: dict) -> None:
-    """The validator class for `schema`, or a 400 saying which rule it breaks."""
+    """Returns if `schema` may be used; otherwise raises a 400 saying which rule it breaks."""
     _check_size(schema)
     dialect = schema.get("$schema")
-    if dialect is not None and (not isinstance(dialect, str) or dialect.rstrip("#") not in DIALECTS):
+    if dialect is not None and (not isinstance(dialect, str) or dialect.removesuffix("#") not in DIALECTS):
         raise refused("$schema must name JSON Schema draft 6, draft 7, 2019-09 or 2020-12")
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as error:
         raise refused(f"not a valid JSON Schema: {error.message}") from None
-    positions = DIALECTS[dialect.rstrip("#") if dialect else _LATEST]
+    positions = DIALECTS[dialect.removesuffix("#") if dialect else _LATEST]
     nodes, refs = _subschemas(schema, positions)
     _check_references(schema, nodes, refs, positions)
 
