@@ -521,6 +521,23 @@ def test_a_decoder_crash_is_that_photos_400_and_one_entry_of_a_batch(guarded, mo
     assert "could not be decoded" in broken["error"] and len(good["faces"]) == 4
 
 
+def test_an_engine_failure_on_one_photo_is_that_photos_entry(guarded, monkeypatch):
+    from faceqa.faces.engine import FaceEngine
+
+    real = FaceEngine.analyze
+
+    def analyze(self, rgb, **options):
+        if rgb.shape[:2] == (61, 67):
+            raise RuntimeError("engine bug")
+        return real(self, rgb, **options)
+
+    monkeypatch.setattr(FaceEngine, "analyze", analyze)
+    response = guarded.post("/v1/faces/analyze", json={"images": [data_url(big_jpeg(67, 61)), group_url()]})
+    assert response.status_code == 200, response.text
+    failed, good = response.json()["data"]
+    assert "could not be analysed" in failed["error"] and len(good["faces"]) == 4
+
+
 IMAGE_CRASHERS = sorted((Path(__file__).parent / "data" / "crashers").iterdir())
 
 

@@ -267,8 +267,13 @@ class Service:
                 return item
             try:
                 return self._report(worker, model, item, embeddings)
+            except Abandoned:
+                raise
             except APIError as error:
                 return ImageError(error=error.message)
+            except Exception:  # a bug of ours on this photo: still only this photo's entry
+                log.exception("analysing %s failed", item.param)
+                return ImageError(error="the photo could not be analysed (a server error; the server log says why)")
 
         def job(worker: Worker, ready: list[Image | ImageError]) -> list[ImageReport | ImageError]:
             return [one(worker, item) for item in ready]
