@@ -65,7 +65,7 @@ def ask(images: Image | list[Image], question: str, conversation: Conversation |
 
 def verify(image_a: Image, image_b: Image) -> Verification:
     """Whether the largest face of each photo appears to be the same person (an estimate, not proof)."""
-    from faceqa.faces.identity import SAME_PERSON_COSINE, cosine
+    from faceqa.faces.identity import SAME_PERSON_COSINE, cosine, same_person
 
     embeddings: list[list[float]] = []
     for image in (image_a, image_b):
@@ -76,5 +76,5 @@ def verify(image_a: Image, image_b: Image) -> Verification:
         assert embedding is not None  # analyze(embeddings=True) fills it for every face
         embeddings.append(embedding)
     similarity = cosine(embeddings[0], embeddings[1])
-    return Verification(same_person=similarity > SAME_PERSON_COSINE, similarity=round(similarity, 4),
+    return Verification(same_person=same_person(similarity), similarity=round(similarity, 4),
                         threshold=SAME_PERSON_COSINE)

@@ -185,14 +185,14 @@ def counting(q: Question) -> Choice:
 
 
 def identity(q: Question) -> Choice:
-    from faceqa.faces.identity import SAME_PERSON_COSINE, cosine
+    from faceqa.faces.identity import cosine, same_person
 
     faces = q.faces
     if len(faces) < 2 or any(f is None or f.embedding is None for f in faces):
         return Choice(None, "same-person questions need a face in each of several images")
     sim = {(i, j): cosine(faces[i - 1].embedding, faces[j - 1].embedding)  # type: ignore[union-attr, arg-type]
            for i, j in combinations(range(1, len(faces) + 1), 2)}
-    same = {pair for pair, s in sim.items() if s > SAME_PERSON_COSINE}
+    same = {pair for pair, s in sim.items() if same_person(s)}
     best = max(sim, key=lambda pair: sim[pair])
     if "how many pairs" in q.text:
         return _count(len(same), q, f"{len(same)} pairs above the match threshold")

@@ -22,6 +22,11 @@ class IdentityModel:
         return feature / (np.linalg.norm(feature) or 1.0)
 
 
+def same_person(similarity: float) -> bool:
+    """The one match rule (OpenCV's for SFace): the same identity at or above the threshold."""
+    return similarity >= SAME_PERSON_COSINE
+
+
 def cosine(a: list[float] | np.ndarray, b: list[float] | np.ndarray) -> float:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(a @ b / ((np.linalg.norm(a) * np.linalg.norm(b)) or 1.0))
