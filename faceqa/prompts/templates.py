@@ -232,11 +232,18 @@ def structured(name: str, **fields: Any) -> dict:
 # --- referring expressions and the chain-of-thought layout --------------------------------------
 
 
+@cache
+def _ordinal_words() -> list[str]:
+    """The ordinal words of `vocabulary.toml` (the ones the assistant reads), in order of position."""
+    positions = tomllib.loads(_read("vocabulary.toml"))["ordinals"]
+    return sorted((w for w, n in positions.items() if n > 0), key=positions.__getitem__)
+
+
 def ordinal(n: int) -> str:
     """ "first", "second", ... for n = 1, 2, ... (digits with a suffix past the listed words)."""
     if n < 1:
         raise ValueError(f"ordinal of {n}: positions count from 1")
-    words = _templates()["referents"]["ordinals"]
+    words = _ordinal_words()
     if n <= len(words):
         return words[n - 1]
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
@@ -246,7 +253,7 @@ def ordinal(n: int) -> str:
 def referent(kind: str, seed: int | None = None, **fields: Any) -> str:
     """A referring expression: `referent("ordinal", ordinal=2, side="left")` -> "second person from the left"."""
     spec = _templates()["referents"]
-    kinds = [k for k, v in spec.items() if isinstance(v, list) and k != "ordinals"]
+    kinds = [k for k, v in spec.items() if isinstance(v, list)]
     if kind not in kinds:
         raise ValueError(f"unknown referent kind {kind!r}; use one of {', '.join(kinds)}")
     values = _expand(None, fields)
