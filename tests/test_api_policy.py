@@ -383,9 +383,8 @@ def test_question_length_limit(guarded):
 
 
 def test_per_request_timeout(default, images_url):
-    start = time.monotonic()
+    # The image takes 2.5 s to arrive and the fetch may take 10 s: only the request's own 0.5 s limit gives a 408.
     refused(chat(default, ask("how old?", f"{images_url}/slow")), 408, "request_timeout")
-    assert time.monotonic() - start < 2.0
     assert default.get("/health").status_code == 200
 
 

@@ -212,7 +212,7 @@ def test_local_requests_never_wait_behind_vlm_ones():
 
 
 def test_work_for_a_timed_out_request_that_is_still_queued_never_runs():
-    with _stand_in_server(timeout=2) as url, ThreadPoolExecutor(1) as pool:
+    with _stand_in_server(timeout=3) as url, ThreadPoolExecutor(1) as pool:
         first = pool.submit(_chat, url, "faceqa-vlm", 32)
         assert _StandIn.entered.wait(30)
         assert _chat(url, "faceqa-vlm", 33).status_code == 408  # queued behind the first, then abandoned
@@ -224,7 +224,7 @@ def test_work_for_a_timed_out_request_that_is_still_queued_never_runs():
 
 
 def test_a_timed_out_analysis_stops_at_its_next_photo():
-    with _stand_in_server(timeout=2) as url:
+    with _stand_in_server(timeout=3) as url:
         _StandIn.hold_local = True
         response = httpx.post(f"{url}/v1/faces/analyze", timeout=60,
                               json={"images": [_photo(40), _photo(41), _photo(42)]})
