@@ -100,3 +100,17 @@ def test_a_number_glued_to_a_broken_character_is_not_an_age():
     assert not parse_answer("age_group", "1\ufffdosianre").ok  # a tiny model's bytes, cut mid-character
     assert not parse_answer("age_group", "\ufffd7").ok
     assert parse_answer("age_group", "35yo").label == "30-39" and parse_answer("age_group", "1").label == "0-2"
+
+
+def test_eval_asks_in_the_style_the_adapter_recorded_and_the_card_says_so(tmp_path):
+    from faceqa.eval.cli import _model_recipe
+    from faceqa.vlm.recipe import Recipe
+
+    (tmp_path / "lora").mkdir()
+    Recipe("/models/paligemma-3b-pt-224", "paligemma", "paligemma", "image", 224, 0.25).save(tmp_path / "lora")
+    style, card = _model_recipe(False, None, None, "EMPTY", tmp_path / "base", tmp_path / "lora", "auto", 64)
+    assert style == "paligemma"
+    assert card == {"prompt_style": "paligemma", "decoding": "greedy (temperature 0), at most 64 new tokens",
+                    "base_model": "/models/paligemma-3b-pt-224", "adapter": str(tmp_path / "lora"),
+                    "prefix_attention": "image"}
+    assert _model_recipe(False, None, None, "EMPTY", tmp_path / "base", tmp_path / "lora", "chat", 64)[0] == "chat"
