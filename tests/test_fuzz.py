@@ -162,12 +162,17 @@ def test_a_canonical_label_is_read_back_in_every_format(attribute, data):
         assert parsed.ok and parsed.label == label, (text, parsed)
 
 
+def two_labels_and_a_field(data, attribute: str) -> tuple[str, str, str]:
+    """Two different labels of the attribute and one of its field names, drawn from `data`."""
+    first, second = data.draw(st.lists(st.sampled_from(labels(attribute)), min_size=2, max_size=2, unique=True))
+    return first, second, data.draw(st.sampled_from(sorted(field_names(attribute))))
+
+
 @seed(SEED)
 @FUZZ
 @given(attribute=st.sampled_from(ATTRIBUTES), data=st.data())
 def test_two_different_labels_are_never_read_as_one(attribute, data):
-    first, second = data.draw(st.lists(st.sampled_from(labels(attribute)), min_size=2, max_size=2, unique=True))
-    key = data.draw(st.sampled_from(sorted(field_names(attribute))))
+    first, second, key = two_labels_and_a_field(data, attribute)
     for text in (f"either {first} or {second}", json.dumps({"faces": [{key: first}, {key: second}]}),
                  f"{key}: {first}\n{key}: {second}"):
         parsed = parse_answer(attribute, text)
@@ -220,8 +225,7 @@ def test_a_chosen_option_is_read_by_letter_or_by_its_text_and_two_are_never_one(
 @given(attribute=st.sampled_from(ATTRIBUTES), data=st.data())
 def test_json_inside_prose_is_read_as_json_not_as_the_words_around_it(attribute, data):
     # The prose names two labels (refused if read as text); the embedded object names one under the field.
-    label, other = data.draw(st.lists(st.sampled_from(labels(attribute)), min_size=2, max_size=2, unique=True))
-    key = data.draw(st.sampled_from(sorted(field_names(attribute))))
+    label, other, key = two_labels_and_a_field(data, attribute)
     document = json.dumps({key: label, "alternatives": [other]})
     for text in (f"Sure, here it is: {document}, hope that helps", f"{document}, hope that helps"):
         parsed = parse_answer(attribute, text)

@@ -108,13 +108,16 @@ def test_files_that_once_crashed_a_decoder_are_refused_as_damaged(path):
         load_image(path)
 
 
+def _decoding_raises(monkeypatch, error: BaseException) -> None:
+    def load(self, *args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(Image.Image, "load", load)
+
+
 def test_any_exception_inside_a_decoder_is_a_bad_image(monkeypatch, astronaut):
     data = _encode(astronaut, "PNG")
-
-    def decoder_bug(self, *args, **kwargs):
-        raise IndexError("list index out of range")
-
-    monkeypatch.setattr(Image.Image, "load", decoder_bug)
+    _decoding_raises(monkeypatch, IndexError("list index out of range"))
     with pytest.raises(BadImage, match="damaged or truncated image .list index out of range") as refused:
         load_image(data)
     assert refused.value.kind == "damaged"
@@ -180,11 +183,7 @@ def test_an_unreadable_file_says_permission_denied(tmp_path, monkeypatch):
 def test_a_strip_image_is_refused_from_its_header_before_decoding(monkeypatch):
     strip = _encode(Image.new("RGB", (333_333, 48), (120, 120, 120)), "PNG")  # 47 KB, 16 M pixels
     assert len(strip) < 100_000 and MAX_PIXELS > 333_333 * 48
-
-    def decoded(self, *args, **kwargs):
-        raise AssertionError("the strip was decoded")
-
-    monkeypatch.setattr(Image.Image, "load", decoded)
+    _decoding_raises(monkeypatch, AssertionError("the strip was decoded"))
     with pytest.raises(BadImage, match="333333x48 has a side over the 20,000-pixel limit") as refused:
         load_image(strip)
     assert refused.value.kind == "too_large"
