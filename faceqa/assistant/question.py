@@ -22,8 +22,9 @@ V = vocabulary()
 CUES = {
     "same": Gated(
         r"\bsame (?:person|people|individual|guy|man|woman|lady|face|identity|human)\b|\bthe same(?=\s*$| as\b)"
-        r"|\bidentical\b|\bone and the same\b|\bsame\s*$",
-        tokens("same identical"),
+        r"|\bidentical\b|\bone and the same\b|\bsame\s*$|\blook (?:most )?alike\b|\bresembl(?:e|es|ing)\b"
+        r"|\blook like each other\b",
+        tokens("same identical alike resemble resembles resembling each"),
     ),
     "same_age": Gated(
         r"\b(?:the )?same age\b|\bas old as\b|\bequally old\b|\bsimilar (?:in )?age\b",
@@ -62,7 +63,10 @@ CUES = {
         r"^(?:and|what about|how about|and what about|now|also|ok|okay|then)\b|\bwhat about\b|\bhow about\b",
         tokens("and what how now also ok okay then"),
     ),
-    "any_pair": Gated(r"\bany (?:two|2|of (?:them|these|those))\b|\banyone\b|\bamong\b", tokens("any anyone among")),
+    "any_pair": Gated(
+        r"\bany (?:two|2|of (?:them|these|those))\b|\banyone\b|\bamong\b|\bwhich (?:two|2)\b",
+        tokens("any anyone among which"),
+    ),
     "who_is_position": Gated(r"^(?:and |so )?who (?:is|was)\b", tokens("who")),
 }
 ASKS = {
