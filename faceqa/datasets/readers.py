@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from faceqa.images import IMAGE_SUFFIXES
+from faceqa.prompts.taxonomy import ATTRIBUTES
 
 log = logging.getLogger(__name__)
 
-ATTRIBUTES = ("race", "gender", "age_group", "emotion")
 MAX_EXAMPLES = 5
 # One spelling of each split in every component (readers, dataset builder, evaluator, training): Hugging Face's,
 # so `load_dataset` recognises a built dataset's folders. A dataset's own names map onto it.

@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from faceqa.datasets.readers import FORMATS, SPLIT_NAMES, FaceRecord, LabelAudit, read_dataset
-from faceqa.eval.predictor import TASKS, Predictor
+from faceqa.eval.predictor import Predictor
+from faceqa.prompts.taxonomy import ATTRIBUTES
 
 app = typer.Typer(help="Measure a model's accuracy, overall and per group, and write its model card.",
                   no_args_is_help=True)
@@ -27,9 +28,10 @@ def _parse_tasks(text: str) -> tuple[str, ...]:
     from faceqa.eval.skills import SKILLS
 
     tasks = tuple(t.strip() for t in text.split(",") if t.strip())
-    unknown = [t for t in tasks if t not in TASKS + SKILLS]
+    known = ATTRIBUTES + SKILLS
+    unknown = [t for t in tasks if t not in known]
     if unknown or not tasks:
-        raise typer.BadParameter(f"unknown task(s) {', '.join(unknown) or '(none)'}; use {', '.join(TASKS + SKILLS)}")
+        raise typer.BadParameter(f"unknown task(s) {', '.join(unknown) or '(none)'}; use {', '.join(known)}")
     return tasks
 
 
@@ -144,7 +146,7 @@ def run(
     api_key: Annotated[str, typer.Option(envvar="OPENAI_API_KEY", help="Endpoint key.")] = "EMPTY",
     transformers: Annotated[Path | None, typer.Option(help="Evaluate a local checkpoint folder in-process.")] = None,
     adapter: Annotated[Path | None, typer.Option(help="LoRA adapter folder for --transformers.")] = None,
-    tasks: Annotated[str, typer.Option(help="Comma-separated tasks.")] = ",".join(TASKS),
+    tasks: Annotated[str, typer.Option(help="Comma-separated tasks.")] = ",".join(ATTRIBUTES),
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N images.")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Calls in flight at once.")] = 8,
     split: Annotated[str | None, typer.Option(help="Only this split (train, validation, test; or val).")] = None,

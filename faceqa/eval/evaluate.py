@@ -17,10 +17,11 @@ from typing import Any
 from faceqa.datasets.readers import FaceRecord, LabelAudit
 from faceqa.eval.cache import PredictionCache
 from faceqa.eval.metrics import MetricSettings, Scored, latency_percentiles, task_metrics
-from faceqa.eval.predictor import TASKS, Predictor
+from faceqa.eval.predictor import Predictor
 from faceqa.eval.published import published_rows
 from faceqa.eval.runner import RunStats, run_predictions
 from faceqa.files import write_atomic
+from faceqa.prompts.taxonomy import ATTRIBUTES
 
 REPORT_VERSION = 1
 GROUP_ATTRIBUTES = ("race", "gender", "age_group")
@@ -29,7 +30,7 @@ MAX_EXAMPLES = 5
 
 @dataclass
 class EvalConfig:
-    tasks: tuple[str, ...] = TASKS
+    tasks: tuple[str, ...] = ATTRIBUTES
     limit: int | None = None
     concurrency: int = 1
     seed: int = 0

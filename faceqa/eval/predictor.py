@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from faceqa.datasets.readers import FaceRecord
+from faceqa.prompts.taxonomy import ATTRIBUTES
 
-TASKS = ("race", "gender", "age_group", "emotion")
 IMAGE = {"type": "image"}  # where the image goes in a prompt; each adapter sends it its own way
 
 
@@ -27,7 +27,7 @@ def prompts(style: str = "chat") -> dict[str, list[dict[str, Any]]]:
     system = [{"role": "system", "content": templates.system_prompt()}] if style == "chat" else []
     return {
         task: [*system, {"role": "user", "content": [IMAGE, {"type": "text", "text": templates.question(task, style)}]}]
-        for task in TASKS
+        for task in ATTRIBUTES
     }
 
 
@@ -72,7 +72,7 @@ class Predictor(ABC):
     """`name` identifies the model in the prediction cache: change it when the answers would change."""
 
     name: str
-    tasks: tuple[str, ...] = TASKS
+    tasks: tuple[str, ...] = ATTRIBUTES
 
     @abstractmethod
     def predict(self, item: FaceRecord, task: str) -> Prediction:

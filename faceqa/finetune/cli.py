@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from .tasks import TASKS
+from .tasks import SAMPLE_KINDS
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
@@ -38,7 +38,8 @@ def build_dataset(
              "Options are the reader's: affectnet=DIR[,max_per_class=N][,csv_path=FILE]; rafdb=DIR,variant=original; "
              "imagefolder=DIR,attribute=emotion; csv=FILE,image=COL,age=COL,emotion=COL,...")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (Parquet shards per split).")],
-    tasks: Annotated[str, typer.Option(help=f"Comma-separated, from: {', '.join(TASKS)}.")] = ",".join(TASKS),
+    tasks: Annotated[str, typer.Option(help=f"Comma-separated, from: {', '.join(SAMPLE_KINDS)}.")] = (
+        ",".join(SAMPLE_KINDS)),
     crop: Annotated[str, typer.Option(help="detect: find and cut out the face; trust: images are face crops.")]
     = "detect",
     margin: Annotated[float, typer.Option(help="Context around the detected face, share of its size per side.")]
@@ -73,9 +74,9 @@ def build_dataset(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         chosen = tuple(t.strip() for t in tasks.split(",") if t.strip())
-        unknown = sorted(set(chosen) - set(TASKS))
+        unknown = sorted(set(chosen) - set(SAMPLE_KINDS))
         if unknown:
-            raise ValueError(f"unknown task(s) {', '.join(unknown)}; use {', '.join(TASKS)}")
+            raise ValueError(f"unknown task(s) {', '.join(unknown)}; use {', '.join(SAMPLE_KINDS)}")
         job = FaceJobConfig(crop=CropConfig(crop, margin, size), tasks=chosen, split=split,
                             val_fraction=val_fraction, seed=seed)
         cluster = RaySettings(address=ray, workers=workers) if ray else None

@@ -16,9 +16,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from faceqa.prompts import templates
+from faceqa.prompts.taxonomy import ATTRIBUTES
 
-ATTRIBUTES = ("race", "gender", "age_group", "emotion")
-TASKS = ("attribute", "attributes", "reasoning", "composite", "marks")
+# What a row of the built dataset teaches (`--tasks` of build-dataset): one attribute, all of them, the Exp-CoT
+# reasoning, a collage of several people, numbered marks. A row's `task` column is the template it used, finer.
+SAMPLE_KINDS = ("attribute", "attributes", "reasoning", "composite", "marks")
 _AU_COLUMN = re.compile(r"^(AU)0*(\d+)(?:_([rc]))?$", re.IGNORECASE)
 
 

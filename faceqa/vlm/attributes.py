@@ -26,13 +26,13 @@ import numpy as np
 from faceqa import crops
 from faceqa.prompts import templates
 from faceqa.prompts.parser import ParsedAnswer, parse_answer
+from faceqa.prompts.taxonomy import ATTRIBUTES
 from faceqa.schema import AgeEstimate, FaceReport, ImageReport, LabelScore
 
 from .base import GenerationParams, Message, VLMBackend, VLMError, VLMRequest
 
 log = logging.getLogger(__name__)
 
-ATTRIBUTES = ("race", "gender", "age_group", "emotion")
 FIELDS = {"race": "race", "gender": "gender", "age_group": "age", "emotion": "emotion"}  # FaceReport field
 
 
