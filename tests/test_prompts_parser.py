@@ -7,7 +7,6 @@ import pytest
 from faceqa.prompts.parser import (
     ParsedAnswer,
     parse_answer,
-    parse_attributes,
     parse_choice,
     parse_reasoning,
     strip_markdown,
@@ -157,8 +156,8 @@ ATTRIBUTES_CASES = [
 
 
 @pytest.mark.parametrize(("text", "expected"), ATTRIBUTES_CASES)
-def test_parse_attributes(text, expected):
-    parsed = parse_attributes(text)
+def test_every_attribute_parses_from_one_answer(text, expected):
+    parsed = {a: parse_answer(a, text) for a in expected}
     assert {a: p.label for a, p in parsed.items()} == expected
     assert all(p.ok == (p.label is not None) and p.reason for p in parsed.values())
 

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from faceqa.prompts import templates as T
-from faceqa.prompts.parser import parse_answer, parse_attributes, parse_reasoning
+from faceqa.prompts.parser import parse_answer, parse_reasoning
 from faceqa.prompts.taxonomy import AGE_GROUPS, EMOTIONS, GENDERS, RACES, labels
 
 # Fields that make every task's questions and answers complete, with the structured answer they imply.
@@ -150,8 +150,8 @@ def test_cot_layout_round_trips_through_the_parser():
 
 
 def test_attributes_answer_parses_back():
-    parsed = parse_attributes(T.answer("attributes", **FIELDS["attributes"]))
-    assert {a: p.label for a, p in parsed.items()} == FIELDS["attributes"]
+    text = T.answer("attributes", **FIELDS["attributes"])
+    assert {a: parse_answer(a, text).label for a in FIELDS["attributes"]} == FIELDS["attributes"]
 
 
 @pytest.mark.parametrize("task", sorted(GOOD_BAD))

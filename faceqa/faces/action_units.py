@@ -33,20 +33,6 @@ FULL_SCALE = {
     "AU26": 0.35,
 }
 
-AU_NAMES = {
-    "AU1": "inner brow raiser",
-    "AU2": "outer brow raiser",
-    "AU4": "brow lowerer",
-    "AU5": "upper lid raiser",
-    "AU6": "cheek raiser (approximate: eye narrowing)",
-    "AU9": "nose wrinkler (approximate: shorter nose-to-lip gap)",
-    "AU12": "lip corner puller",
-    "AU15": "lip corner depressor",
-    "AU20": "lip stretcher",
-    "AU25": "lips part",
-    "AU26": "jaw drop",
-}
-
 
 def _aligned(points: np.ndarray) -> np.ndarray:
     """Rotate, scale and shift 68 landmarks so the eyes sit at (-0.5, 0) and (0.5, 0)."""

@@ -115,7 +115,7 @@ def _from_values(attribute: str, raw: str, values: list[Any]) -> ParsedAnswer:
     failed = next((r for r in results if r.label is None), None)
     if failed is not None:
         return ParsedAnswer(None, False, raw, failed.reason)
-    distinct = list(dict.fromkeys(r.label for r in results))
+    distinct = list(dict.fromkeys(r.label for r in results if r.label is not None))  # all are, after `failed`
     if len(distinct) > 1:
         return ParsedAnswer(None, False, raw, f"several {attribute} values: {', '.join(distinct)}")
     return ParsedAnswer(distinct[0], True, raw, results[0].reason)
@@ -157,15 +157,6 @@ def parse_answer(attribute: str, text: str | None) -> ParsedAnswer:
     if not raw.strip():
         return ParsedAnswer(None, False, raw, "empty answer")
     return _parse(attribute, raw, list(_json_documents(raw)))
-
-
-def parse_attributes(text: str | None) -> dict[str, ParsedAnswer]:
-    """Every attribute from one answer (JSON object, "Race: ..." lines or a sentence), each parsed alone."""
-    raw = _check(ATTRIBUTES[0], text)
-    if not raw.strip():
-        return {a: ParsedAnswer(None, False, raw, "empty answer") for a in ATTRIBUTES}
-    documents = list(_json_documents(raw))
-    return {a: _parse(a, raw, documents) for a in ATTRIBUTES}
 
 
 # --- chain of thought ---------------------------------------------------------------------------

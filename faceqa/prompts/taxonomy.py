@@ -304,11 +304,6 @@ def mapping_note(source: str) -> str:
     return "\n".join(f"{t['title']}: {t['note']}" for _, t in _tables(source))
 
 
-def source_labels(source: str, attribute: str | None = None) -> tuple[str, ...]:
-    """The source's own label names (for validating input before mapping it)."""
-    return tuple(n for a, t in _tables(source) if attribute in (None, a) for n in t["map"])
-
-
 def comparable_labels(source: str, attribute: str | None = None) -> tuple[str, ...]:
     """Our labels the source expresses one-to-one: restrict accuracy comparisons to these.
 
@@ -321,19 +316,3 @@ def comparable_labels(source: str, attribute: str | None = None) -> tuple[str, .
     exact = {t for _, table in tables for t in table["map"].values() if isinstance(t, str)}
     order = [label for a, _ in tables for label in labels(a)]
     return tuple(label for label in order if label in exact)
-
-
-def to_source_label(source: str, label: str) -> str | None:
-    """Collapse one of our labels onto the source's label set ("East Asian" -> UTKFace "Asian"), or None.
-
-    This is how to compare on a coarser dataset without guessing: map predictions
-    into the dataset's classes rather than the dataset's labels into ours.
-    """
-    for attribute, table in _tables(source):
-        if label not in labels(attribute):
-            continue
-        for native, target in table["map"].items():
-            if target == label or (isinstance(target, list) and label in target):
-                return native
-        return None
-    raise ValueError(f"{label!r} is not one of our labels for {source}")

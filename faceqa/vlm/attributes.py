@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from faceqa import crops
 from faceqa.prompts import templates
-from faceqa.prompts.parser import ParsedAnswer, parse_answer
+from faceqa.prompts.parser import parse_answer
 from faceqa.prompts.taxonomy import ATTRIBUTES
 from faceqa.schema import AgeEstimate, FaceReport, ImageReport, LabelScore
 
@@ -74,16 +74,6 @@ class AttributeFailure:
     attribute: str
     reason: str
     answer: str | None = None
-
-
-@dataclass
-class WholeImageAnswer:
-    """The model's answer to a prompts task about the whole photo, and its reading when the task has one."""
-
-    task: str
-    text: str
-    parsed: ParsedAnswer | None = None
-    failures: list[str] = field(default_factory=list)
 
 
 class VLMAttributes:
@@ -182,32 +172,6 @@ class VLMAttributes:
         for failure in failures:
             log.warning("VLM %s of face %d not read: %s", failure.attribute, failure.face, failure.reason)
         return filled
-
-    def ask(self, rgb: np.ndarray, task: str, **fields: object) -> WholeImageAnswer:
-        """Ask a prompts task about the whole photo (count, describe, who_emotion, person_*, ...).
-
-        Single-label tasks are constrained to their labels (when `structured`) and parsed;
-        other tasks return the model's text, structured by the task's JSON schema when
-        `structured` so a caller can json.loads it.
-        """
-        spec = templates.task(task)
-        question = templates.question(task, self.config.style, **fields)
-        if spec.attribute is not None:
-            params = GenerationParams(
-                max_tokens=self.config.max_tokens,
-                choices=tuple(templates.choices(task)) if self.config.structured else None,
-            )
-        else:
-            params = GenerationParams(
-                max_tokens=256, json_schema=templates.json_schema(task) if self.config.structured else None
-            )
-        result = self.backend.complete_batch([VLMRequest([rgb], self._messages(question))], params)[0]
-        if isinstance(result, VLMError):
-            return WholeImageAnswer(task, "", failures=[f"no answer: {result}"])
-        if spec.attribute is None:
-            return WholeImageAnswer(task, result.text)
-        parsed = parse_answer(spec.attribute, result.text)
-        return WholeImageAnswer(task, result.text, parsed, [] if parsed.ok else [parsed.reason])
 
 
 def served_attributes(
