@@ -1,6 +1,6 @@
 """The assistant: route a question to faces and attributes, then compose the answer and its reasoning.
 
-normalise -> split compound questions -> policy -> read -> ground -> plan (router.route)
+normalize -> split compound questions -> policy -> read -> ground -> plan (router.route)
 -> evidence (evidence.gather) -> compose (compose.Composer). `referring.refer` is the one
 definition of what a referring phrase means, shared with the dataset builder and the evaluator.
 """

@@ -1,6 +1,6 @@
 """Referring words: "the second man from the right in the first photo" -> a `Referent`.
 
-`parse` reads a normalised question (see `normalise.normalise`) once, left to right by
+`parse` reads a normalised question (see `normalize.normalize_question`) once, left to right by
 pattern, blanking each phrase it takes so no word is read twice, and returns what the
 words say about the faces meant: filters (gender, age range, emotion, race), a selector
 (position, size, superlative), the photo, pronouns and adjacency. It only reads words;

@@ -138,6 +138,6 @@ def refer(phrase: str | Referent, people: Sequence[Person]) -> list[int]:
 
 
 def _normalised(phrase: str) -> str:
-    from .normalise import normalise
+    from .normalize import normalize_question
 
-    return normalise(phrase)
+    return normalize_question(phrase)

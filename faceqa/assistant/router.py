@@ -2,8 +2,8 @@
 
 One question, followed through:
 
-    english?  (normalise.english)   another language gets one sentence saying the rules read English
-    normalise (normalise.normalise) lower case, slang, typos, number words: the only text read below
+    english?  (normalize.english)   another language gets one sentence saying the rules read English
+    normalize (normalize.normalize_question) lower case, slang, typos, number words: the only text read below
     split     (compound.split)      "how many people are there, and who is the oldest?" -> two parts
     policy    (policy.check)        identity, criminality, attractiveness ... declined, saying why
     read      (question.read)       cues, attributes asked, topic, referring words
@@ -31,7 +31,7 @@ from faceqa.schema import ImageReport
 from . import policy
 from .compound import split
 from .grounding import Faces, Grounding, describe_filters, ground, labelled
-from .normalise import english, is_name, normalise
+from .normalize import english, is_name, normalize_question
 from .plan import ATTRIBUTE_FIELDS, FaceRef, Intent, Plan
 from .question import Question, read
 from .referents import Referent, parse
@@ -79,11 +79,11 @@ def route(
     )
     if not english(question):
         return Plan(intent="other_language", status="unsupported", vlm="open_question", question=question)
-    text = normalise(question)
+    text = normalize_question(question)
     parts = split(text)
     # One declined part declines the whole question: no attribute list beside a refusal.
     refusals = [r for part in parts if (r := policy.check(part))]
-    plain = split(normalise(question, correct=False))  # names, before typo correction turns them into words
+    plain = split(normalize_question(question, correct=False))  # names, before typo correction turns them into words
     refusals += [r for part in plain if (r := policy.check_names(part, is_name))]
     if refusals:
         return Plan(intent="refuse", status="unsupported", topic=refusals[0].category, question=text)

@@ -122,7 +122,7 @@ def _correct(word: str) -> str:
     return best[0] if best else word
 
 
-def normalise(question: str, correct: bool = True) -> str:
+def normalize_question(question: str, correct: bool = True) -> str:
     """The question as every later step reads it (see the module docstring); `correct=False` leaves
     misspellings as they are (for reading names)."""
     v = vocabulary()
