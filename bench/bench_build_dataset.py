@@ -51,7 +51,11 @@ def sample(peak, stop):
     me = psutil.Process()
     while not stop.wait(0.25):
         total = me.memory_info().rss
-        for child in me.children(recursive=True):
+        try:
+            children = me.children(recursive=True)  # Ray's workers come and go: one may vanish mid-walk
+        except psutil.Error:
+            continue
+        for child in children:
             try:
                 total += child.memory_info().rss
             except psutil.Error:
