@@ -34,6 +34,7 @@ class LabelScore(_Record):
     label: str
     score: float = Field(ge=0, le=1)
     scores: dict[str, float] | None = None
+    note: str | None = Field(None, description="Why this estimate deserves less trust than its score says, if known.")
 
 
 class Pose(_Record):

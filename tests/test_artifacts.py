@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import tarfile
 import zipfile
 
+import numpy as np
 import pytest
 
 from faceqa import artifacts
 from faceqa.artifacts import REGISTRY, Artifact, ArtifactError
+from faceqa.faces.faceapi_build import build, dequantise
 
 
 def test_every_entry_names_distribution_file_hash_and_licence():
-    assert set(REGISTRY) == {"detector", "identity", "age", "gender", "chips", "landmarks", "emotion"}
+    assert set(REGISTRY) == {"detector", "identity", "age", "gender", "chips", "landmarks", "emotion",
+                             "faceapi_expression", "faceapi_age_gender"}
     for artifact in REGISTRY.values():
-        assert artifact.version and artifact.member.startswith(artifact.distribution.replace("-", "_")[:3])
+        inside = "package/" if artifact.build else artifact.distribution.replace("-", "_")[:3]
+        assert artifact.version and artifact.member.startswith(inside)
         assert len(artifact.sha256) == 64 and artifact.size > 0 and artifact.licence
     assert "commercial" in REGISTRY["landmarks"].licence
+    assert all(REGISTRY[slot].trained_on for slot in ("faceapi_expression", "faceapi_age_gender", "emotion"))
 
 
 def test_missing_model_names_the_pull_command(tmp_path, monkeypatch):
@@ -116,3 +123,84 @@ def test_status_comes_from_the_error_type_not_its_wording(tmp_path, monkeypatch)
     assert artifacts.status("emotion") == "missing"
     with pytest.raises(artifacts.ArtifactMissing):
         artifacts.resolve("emotion")
+
+
+def _expression_manifest(rng) -> tuple[list[dict], bytes]:
+    """A TFJS weights manifest and .bin with FaceExpressionNet's tensor names and shapes, random uint8 values."""
+    shapes = [("dense0/conv0/filters", [3, 3, 3, 32]), ("dense0/conv0/bias", [32])]
+    for block, (c_in, c_out) in enumerate([(32, 32), (32, 64), (64, 128), (128, 256)]):
+        for conv in range(4) if block else range(1, 4):
+            channels = c_in if conv == 0 else c_out
+            shapes += [(f"dense{block}/conv{conv}/depthwise_filter", [3, 3, channels, 1]),
+                       (f"dense{block}/conv{conv}/pointwise_filter", [1, 1, channels, c_out]),
+                       (f"dense{block}/conv{conv}/bias", [c_out])]
+    shapes += [("fc/weights", [256, 7]), ("fc/bias", [7])]
+    entries, blobs = [], []
+    for name, shape in shapes:
+        count = int(np.prod(shape))
+        if name.endswith("bias"):
+            entries.append({"name": name, "shape": shape, "dtype": "float32"})
+            blobs.append(rng.normal(0, 0.01, count).astype(np.float32).tobytes())
+        else:
+            entries.append({"name": name, "shape": shape, "dtype": "float32",
+                            "quantization": {"dtype": "uint8", "scale": 0.002, "min": -0.25}})
+            blobs.append(rng.integers(0, 256, count, dtype=np.uint8).tobytes())
+    return [{"paths": ["face_expression_model.bin"], "weights": entries}], b"".join(blobs)
+
+
+@pytest.fixture
+def fake_npm(tmp_path, monkeypatch):
+    """A local `npm pack` tarball holding face-api-style weights, and a registry entry that builds from it."""
+    manifest, weights = _expression_manifest(np.random.default_rng(0))
+    package = tmp_path / "src" / "package" / "model"
+    package.mkdir(parents=True)
+    (package / "face_expression_model-weights_manifest.json").write_text(json.dumps(manifest))
+    (package / "face_expression_model.bin").write_bytes(weights)
+    folder = tmp_path / "npm"
+    folder.mkdir()
+    with tarfile.open(folder / "fake-face-api-1.0.0.tgz", "w:gz") as archive:
+        archive.add(tmp_path / "src" / "package", arcname="package")
+    built = build(package, "face_expression_model")
+    artifact = Artifact("fake_expression", "test", "@fake/face-api", "1.0.0", "package/model/face_expression_model",
+                        hashlib.sha256(built).hexdigest(), len(built), "MIT", build="face_expression_model")
+    monkeypatch.setattr(artifacts, "REGISTRY", {"fake_expression": artifact})
+    monkeypatch.setenv("FACEQA_HOME", str(tmp_path / "home"))
+    return folder, artifact
+
+
+def test_faceapi_weights_are_rebuilt_as_a_runnable_onnx_file_with_the_pinned_hash(fake_npm):
+    import onnxruntime as ort
+
+    folder, artifact = fake_npm
+    [path] = artifacts.pull(wheels=folder)
+    assert path.name == "face_expression_model.onnx" and artifacts.status("fake_expression") == "ok"
+    assert "npm @fake/face-api@1.0.0" in artifact.origin
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    images = np.random.default_rng(1).uniform(0, 255, (2, 3, 112, 112)).astype(np.float32)
+    [probabilities] = session.run(None, {"images": images})
+    assert probabilities.shape == (2, 7) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_a_rebuilt_network_that_differs_from_its_pin_is_refused(fake_npm, monkeypatch):
+    folder, artifact = fake_npm
+    monkeypatch.setattr(artifacts, "REGISTRY", {"fake_expression": Artifact(**{**artifact.__dict__, "sha256": "0" * 64})})
+    with pytest.raises(ArtifactError, match="does not match its pinned sha256"):
+        artifacts.pull(wheels=folder)
+    assert not list(artifacts.cache_dir().iterdir())
+
+
+def test_a_missing_npm_tarball_names_the_command_that_makes_it(fake_npm, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ArtifactError, match="npm pack @fake/face-api@1.0.0"):
+        artifacts.pull(wheels=empty)
+
+
+def test_quantised_tfjs_weights_map_back_through_scale_and_minimum():
+    manifest = [{"paths": ["x.bin"], "weights": [
+        {"name": "q", "shape": [2], "dtype": "float32", "quantization": {"dtype": "uint8", "scale": 0.5, "min": -1.0}},
+        {"name": "f", "shape": [1], "dtype": "float32"}]}]
+    tensors = dequantise(manifest, bytes([0, 4]) + np.array([2.5], dtype=np.float32).tobytes())
+    assert tensors["q"].tolist() == [-1.0, 1.0] and tensors["f"].tolist() == [2.5]
+    with pytest.raises(ValueError, match="manifest describes"):
+        dequantise(manifest, bytes([0, 4]))

@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from faceqa.faces import engine as engine_module
+from faceqa.faces.base import AttributeModel
+from faceqa.faces.engine import EngineConfig, FaceEngine
 from faceqa.faces.identity import SAME_PERSON_COSINE, cosine
+from faceqa.faces.uncertainty import CHILD_GENDER_NOTE, temper_child_gender
 from faceqa.images import load_image
 from faceqa.prompts.taxonomy import AGE_GROUPS, EMOTIONS, age_group
-from faceqa.schema import ImageReport
+from faceqa.schema import AgeEstimate, ImageReport, LabelScore
 
 
 def test_astronaut_is_one_happy_woman_in_her_thirties_or_forties(engine, examples):
@@ -126,3 +130,61 @@ def test_the_facade_analyses_asks_and_verifies(examples):
     assert same.similarity > same.threshold > other.similarity
     with pytest.raises(ValueError, match="no face found"):
         faceqa.verify(examples / "obama.jpg", np.full((200, 200, 3), 200, dtype=np.uint8))
+
+
+class _FixedEmotion(AttributeModel):
+    """A stand-in emotion model: always Surprise, so the test can see where its answer lands."""
+
+    attributes = ("emotion",)
+    source = "fixed stand-in"
+
+    def __init__(self, threads: int = 1):
+        self.batches: list[int] = []
+
+    def predict(self, faces):
+        self.batches.append(len(faces))
+        return [{"emotion": LabelScore(label="Surprise", score=1.0)} for _ in faces]
+
+
+def test_a_new_attribute_model_plugs_in_by_name_without_touching_the_engine(monkeypatch, examples):
+    monkeypatch.setitem(engine_module.MODELS, "fixed-emotion", _FixedEmotion)
+    engine = FaceEngine(EngineConfig(models=("dlib-age", "dlib-gender", "fixed-emotion")))
+    report = engine.analyze(examples / "group.jpg")
+    assert [f.emotion.label for f in report.faces] == ["Surprise"] * 4
+    assert all(f.sources["emotion"] == "fixed stand-in" for f in report.faces)
+    assert report.faces[0].sources["age"] == engine_module.DlibAge.source
+    [model] = [m for m in engine.attribute_models if isinstance(m, _FixedEmotion)]
+    assert model.batches == [4]  # one call per image, all faces at once
+
+
+@pytest.mark.parametrize("models, message", [
+    (("dlib-age", "dlib-gender"), "each of age, gender, emotion needs exactly one model"),
+    (("dlib-age", "dlib-gender", "fer-emotion", "faceapi-expression"), "needs exactly one model"),
+])
+def test_a_model_set_that_leaves_an_attribute_empty_or_doubled_is_refused(models, message):
+    with pytest.raises(ValueError, match=message):
+        FaceEngine(EngineConfig(models=models)).load()
+
+
+def test_an_unknown_model_name_is_refused_with_the_known_ones():
+    with pytest.raises(ValueError, match="unknown attribute model.*fer-emotion"):
+        FaceEngine(EngineConfig(models=("dlib-age", "dlib-gender", "no-such-model")))
+
+
+def test_a_face_that_looks_like_a_child_says_its_gender_is_hard_to_tell():
+    gender = LabelScore(label="Male", score=0.99)
+    child = temper_child_gender({"age": AgeEstimate(years=6.0, group="3-9"), "gender": gender})
+    adult = temper_child_gender({"age": AgeEstimate(years=13.0, group="10-19"), "gender": gender})
+    assert child["gender"].note == CHILD_GENDER_NOTE and child["gender"].label == "Male"
+    assert adult["gender"].note is None
+
+
+def test_the_faceapi_models_read_the_example_portraits(examples):
+    engine = FaceEngine(EngineConfig(models=("faceapi-age-gender", "faceapi-expression")))
+    astronaut = engine.analyze(examples / "astronaut.png").faces[0]
+    obama = engine.analyze(examples / "obama.jpg").faces[0]
+    assert astronaut.gender.label == "Female" and astronaut.emotion.label == "Happiness"
+    assert 20 <= astronaut.age.years <= 50 and astronaut.age.score is None  # regressed years: no group mass
+    assert obama.gender.label == "Male" and obama.emotion.label == "Happiness"
+    assert sum(astronaut.emotion.scores.values()) == pytest.approx(1.0, abs=1e-3)
+    assert astronaut.sources["emotion"] == "face-api FaceExpressionNet (7 classes)"

@@ -41,8 +41,8 @@ class YuNetDetector:
         _, rows = self._net.detect(bgr)
         if rows is None:
             return []
-        rows = rows.astype(np.float64)
-        rows[:, :14] /= scale
+        rows = np.asarray(rows, dtype=np.float64)
+        rows[:, :14] = rows[:, :14] / scale
         detections = []
         for row in rows[np.isfinite(rows).all(axis=1)]:
             box = _clip(row[:4], width, height)

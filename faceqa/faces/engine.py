@@ -1,14 +1,15 @@
 """The embedded face engine: photo in, one FaceReport per face out, all offline on the CPU.
 
 detect (YuNet) -> 68 landmarks (dlib) -> pose, geometric AU cues, quality
-               -> 5-point chips -> apparent age and gender (dlib Cydral, onnxruntime)
-               -> emotion (fer mini-Xception, LiteRT)
-Models load lazily, once per engine, so a batch pays for them once.
+               -> 5-point shape (dlib) -> FaceView per face -> attribute models (faceqa.faces.base)
+The attribute models are chosen by name from MODELS (`EngineConfig.models`); each fills the report
+fields it names, and every field must be filled by exactly one model. Models load lazily, once per
+engine, so a batch pays for them once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -17,34 +18,38 @@ import cv2
 import numpy as np
 
 from faceqa.images import BadImage, load_image
-from faceqa.prompts.taxonomy import AGE_GROUPS, age_group
-from faceqa.schema import AgeEstimate, FaceReport, ImageError, ImageInfo, ImageReport, LabelScore, Quality
+from faceqa.schema import FaceReport, ImageError, ImageInfo, ImageReport, Quality
 
-from . import emotion as emotion_model
 from .action_units import action_units
-from .age_gender import AGE_CHIP, GENDER_CHIP, GENDER_LABELS, AgeModel, GenderModel
+from .age_gender import DlibAge, DlibGender
+from .base import AttributeModel, Attributes, FaceView
 from .detector import Detection, YuNetDetector
+from .emotion import FerEmotion
+from .faceapi_age_gender import FaceApiAgeGender
+from .faceapi_expression import FaceApiExpression
 from .identity import IdentityModel
-from .landmarks import ShapePredictor, chip, points
+from .landmarks import ShapePredictor, points
 from .pose import head_pose
 from .quality import assess
+from .uncertainty import temper_child_gender
+
+ATTRIBUTES = ("age", "gender", "emotion")
+
+# Every attribute model the engine can run, by name: its constructor takes the thread budget.
+MODELS: dict[str, Callable[[int], AttributeModel]] = {
+    "dlib-age": DlibAge,
+    "dlib-gender": DlibGender,
+    "fer-emotion": FerEmotion,
+    "faceapi-age-gender": FaceApiAgeGender,
+    "faceapi-expression": FaceApiExpression,
+}
+DEFAULT_MODELS = ("dlib-age", "dlib-gender", "fer-emotion")
 
 SOURCES = {
     "detection": "YuNet 2023mar int8 (OpenCV Zoo)",
-    "age": "dlib Cydral age predictor v1",
-    "gender": "dlib Cydral gender classifier v1",
-    "emotion": "fer mini-Xception (FER2013, 7 classes)",
     "landmarks68": "dlib shape_predictor_68_face_landmarks",
     "action_units": "faceqa geometric AU cues (68 landmarks vs. mean 300-W face)",
 }
-
-# The age network's 81 classes (0.25, 1, ..., 80 years) and the FairFace group of each. Its output is
-# spiky (it was trained for its expected value: the astronaut gets 0.50 at 28 years and 0.16 at 48), so
-# the group's confidence is its mass after spreading each class over neighbouring years (sigma 5 years).
-_CLASS_YEARS = np.array([0.25, *range(1, 81)])
-_GROUP_OF_CLASS = np.array([AGE_GROUPS.index(age_group(y)) for y in _CLASS_YEARS])
-_SPREAD = np.exp(-0.5 * ((_CLASS_YEARS[:, None] - _CLASS_YEARS[None, :]) / 5.0) ** 2)
-_SPREAD /= _SPREAD.sum(axis=1, keepdims=True)
 
 
 @dataclass
@@ -52,12 +57,16 @@ class EngineConfig:
     threads: int = 1
     detection_threshold: float = 0.6
     detection_max_side: int = 640
+    models: tuple[str, ...] = DEFAULT_MODELS  # names in MODELS; together they fill age, gender and emotion
 
 
 class FaceEngine:
     def __init__(self, config: EngineConfig | None = None):
         self.config = config or EngineConfig()
         cv2.setNumThreads(self.config.threads)
+        unknown = [name for name in self.config.models if name not in MODELS]
+        if unknown:
+            raise ValueError(f"unknown attribute model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}")
 
     @cached_property
     def detector(self) -> YuNetDetector:
@@ -72,16 +81,13 @@ class FaceEngine:
         return ShapePredictor("chips")
 
     @cached_property
-    def age(self) -> AgeModel:
-        return AgeModel(self.config.threads)
-
-    @cached_property
-    def gender(self) -> GenderModel:
-        return GenderModel(self.config.threads)
-
-    @cached_property
-    def emotion(self) -> emotion_model.EmotionModel:
-        return emotion_model.EmotionModel(self.config.threads)
+    def attribute_models(self) -> list[AttributeModel]:
+        models = [MODELS[name](self.config.threads) for name in self.config.models]
+        filled = [attribute for model in models for attribute in model.attributes]
+        if sorted(filled) != sorted(ATTRIBUTES):
+            raise ValueError(f"models {', '.join(self.config.models)} fill {', '.join(filled)}; "
+                             f"each of {', '.join(ATTRIBUTES)} needs exactly one model")
+        return models
 
     @cached_property
     def identity(self) -> IdentityModel:
@@ -89,8 +95,7 @@ class FaceEngine:
 
     def load(self) -> FaceEngine:
         """Load every model now (the API and benchmarks want start-up cost paid up front)."""
-        for name in ("detector", "landmarks", "chips", "age", "gender", "emotion"):
-            getattr(self, name)
+        _ = self.detector, self.landmarks, self.chips, self.attribute_models
         return self
 
     def analyze(
@@ -121,38 +126,45 @@ class FaceEngine:
         """Identity embedding of one reported face (for 'are these the same person?')."""
         return self.identity.embed(rgb, face.box, np.asarray(face.landmarks5)).round(6).tolist()
 
+    def views(self, rgb: np.ndarray, detections: list[Detection], gray: np.ndarray | None = None) -> list[FaceView]:
+        """What the attribute models see of each detected face (landmarks found once, here)."""
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if gray is None else gray
+        return [
+            FaceView(rgb=rgb, box=d.box, landmarks5=d.landmarks5, landmarks68=points(self.landmarks.shape(rgb, d.box)),
+                     shape5=self.chips.shape(rgb, d.box), gray=gray)
+            for d in detections
+        ]
+
+    def attributes(self, faces: list[FaceView]) -> list[Attributes]:
+        """Every attribute model's output merged per face: {"age": ..., "gender": ..., "emotion": ...}."""
+        merged: list[Attributes] = [{} for _ in faces]
+        for model in self.attribute_models:
+            for face, values in zip(merged, model.predict(faces), strict=True):
+                face.update(values)
+        return [temper_child_gender(face) for face in merged]
+
     def _describe(self, rgb: np.ndarray, detections: list[Detection], embeddings: bool) -> list[FaceReport]:
         if not detections:
             return []
         height, width = rgb.shape[:2]
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        shapes68 = [points(self.landmarks.shape(rgb, d.box)) for d in detections]
-        shapes5 = [self.chips.shape(rgb, d.box) for d in detections]
-        age_probs = self.age.predict(_with_mirrors([chip(rgb, s, AGE_CHIP) for s in shapes5]))
-        gender_probs = self.gender.predict(_with_mirrors([chip(rgb, s, GENDER_CHIP) for s in shapes5]))
-        n = len(detections)
-        age_probs = (age_probs[:n] + age_probs[n:]) / 2  # a face and its mirror are the same face
-        gender_probs = (gender_probs[:n] + gender_probs[n:]) / 2
+        views = self.views(rgb, detections, gray)
+        sources = dict(SOURCES) | {a: m.source for m in self.attribute_models for a in m.attributes}
         faces = []
-        for index, (det, lm68, ages, genders) in enumerate(
-            zip(detections, shapes68, age_probs, gender_probs, strict=True), start=1
-        ):
-            box = tuple(int(round(v)) for v in det.box)
+        for index, (det, view, values) in enumerate(zip(detections, views, self.attributes(views), strict=True),
+                                                    start=1):
             size, sharpness, note = assess(gray, det.box)
-            emotions = self.emotion.predict(gray, det.box)
             face = FaceReport(
                 id=index,
-                box=box,
+                box=(int(round(det.box[0])), int(round(det.box[1])), int(round(det.box[2])), int(round(det.box[3]))),
                 score=round(min(max(det.score, 0.0), 1.0), 4),
                 landmarks5=_rounded(det.landmarks5),
-                landmarks68=_rounded(lm68),
-                age=_age(ages),
-                gender=_choice(GENDER_LABELS, genders),
-                emotion=_choice(emotion_model.LABELS, emotions),
-                action_units=action_units(lm68),
-                pose=head_pose(lm68, width, height),
+                landmarks68=_rounded(view.landmarks68),
+                action_units=action_units(view.landmarks68),
+                pose=head_pose(view.landmarks68, width, height),
                 quality=Quality(face_size=size, sharpness=round(sharpness, 1), note=note),
-                sources=dict(SOURCES),
+                sources=sources,
+                **values,
             )
             if embeddings:
                 face.embedding = self.embed(rgb, face)
@@ -160,24 +172,5 @@ class FaceEngine:
         return faces
 
 
-def _with_mirrors(chips: list[np.ndarray]) -> list[np.ndarray]:
-    """Each chip and its mirror image; _describe averages the two predictions per face."""
-    return chips + [np.ascontiguousarray(c[:, ::-1]) for c in chips]
-
-
 def _rounded(array: np.ndarray) -> list[tuple[float, float]]:
     return [(round(float(x), 1), round(float(y), 1)) for x, y in array]
-
-
-def _age(probabilities: np.ndarray) -> AgeEstimate:
-    years = float(probabilities @ _CLASS_YEARS)
-    group = age_group(years)
-    mass = float((probabilities @ _SPREAD)[AGE_GROUPS.index(group) == _GROUP_OF_CLASS].sum())
-    return AgeEstimate(years=round(years, 1), group=group, score=round(min(mass, 1.0), 4))
-
-
-def _choice(labels: tuple[str, ...], probabilities: np.ndarray) -> LabelScore:
-    total = float(probabilities.sum()) or 1.0
-    scores = {label: round(float(p) / total, 4) for label, p in zip(labels, probabilities, strict=True)}
-    best = max(scores, key=scores.get)
-    return LabelScore(label=best, score=scores[best], scores=scores)
