@@ -28,6 +28,7 @@ import argparse
 import hashlib
 import json
 import os
+import pickle
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -127,7 +128,8 @@ def _dlib_age(raw: dict[str, Any]) -> tuple[str, float | None, float | None]:
 
 
 def _faceapi_age(raw: dict[str, Any]) -> tuple[str, float | None, float | None]:
-    return age_group(raw["faceapi_years"]), None, raw["faceapi_years"]
+    estimate = faceapi_age_gender.age_estimate(raw["faceapi_years"])
+    return estimate.group, estimate.score, estimate.years
 
 
 def _mean_age(raw: dict[str, Any]) -> tuple[str, float | None, float | None]:
@@ -227,13 +229,52 @@ def reliability_plot(results: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
+def _pct(value: float | None, interval: list[float] | tuple[float, float] | None = None) -> str:
+    if value is None:
+        return "–"
+    text = f"{100 * value:.1f}%"
+    return f"{text} ({100 * interval[0]:.1f}–{100 * interval[1]:.1f})" if interval else text
+
+
+def markdown(results: dict[str, Any], counts: dict[str, Any]) -> str:
+    """The README's tables: every candidate per source and attribute, then the per-group breakdown."""
+    lines = ["| photos | attribute | model | n | accuracy (95% CI) | macro-F1 | MAE years | ECE |",
+             "|---|---|---|---|---|---|---|---|"]
+    for source, tasks in results.items():
+        for task, candidates in tasks.items():
+            for name, m in candidates.items():
+                mae = f"{m['mae_years']:.1f}" if m.get("mae_years") is not None else "–"
+                ece = f"{m['calibration']['ece']:.3f}" if m.get("calibration") else "–"
+                lines.append(f"| {source} ({counts[source]['photos']}) | {task} | {name} | {m['n']} | "
+                             f"{_pct(m['accuracy'], m['accuracy_ci'])} | {m['macro_f1']:.3f} | {mae} | {ece} |")
+    for source, tasks in results.items():
+        for task, candidates in tasks.items():
+            names = list(candidates)
+            first = candidates[names[0]]["groups"]
+            lines += ["", f"| {source} {task}: group | n | " + " | ".join(names) + " |",
+                      "|---|---|" + "---|" * len(names)]
+            for grouping, block in first.items():
+                if grouping == "race×gender":
+                    continue
+                for group in block["groups"]:
+                    cells = [_pct(candidates[n]["groups"][grouping]["groups"][group]["accuracy"],
+                                  candidates[n]["groups"][grouping]["groups"][group]["accuracy_ci"]) for n in names]
+                    n = first[grouping]["groups"][group]["n"]
+                    lines.append(f"| {grouping} {group} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("/work/data"))
     parser.add_argument("--limit-utkface", type=int, default=None, help="score this many UTKFace photos "
                         "(a fixed pseudo-random subset: sorted by the sha1 of their key)")
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--cache", type=Path, default=None, help="keep the models' raw outputs here (default: "
+                        "DATA/.bench_accuracy_raw.pkl, beside the photos) and reuse them for photos already seen")
     args = parser.parse_args()
+    cache_path = args.cache or args.data / ".bench_accuracy_raw.pkl"
+    cache: dict[str, Any] = pickle.loads(cache_path.read_bytes()) if cache_path.is_file() else {}
 
     engine = FaceEngine(EngineConfig(threads=1))
     models = {name: model(1) for name, model in
@@ -252,18 +293,22 @@ def main() -> None:
         start = time.perf_counter()
         raws: list[dict[str, Any] | None] = []
         for photo in photos:
-            try:
-                raws.append(raw_outputs(engine, models, photo))
-            except BadImage:
-                raws.append(None)
+            if photo.record.key not in cache:
+                try:
+                    cache[photo.record.key] = raw_outputs(engine, models, photo)
+                except BadImage:
+                    cache[photo.record.key] = None
+            raws.append(cache[photo.record.key])
         counts[source] = {"photos": len(photos), "no_face": sum(r is None for r in raws),
                           "seconds": round(time.perf_counter() - start, 1)}
         results[source] = score(photos, raws, settings)
         print(json.dumps({source: counts[source]}), flush=True)
+    cache_path.write_bytes(pickle.dumps(cache))
     RESULTS.mkdir(exist_ok=True)
     reliability_plot(results, RESULTS / "accuracy_reliability.png")
     save("accuracy", {"counts": counts, "results": results, "emotions_scored": list(SEVEN),
                       "taxonomy_emotions": list(EMOTIONS)})
+    (RESULTS / "accuracy.md").write_text(markdown(results, counts))
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ def models_pull(
 
 @models_app.command("list")
 def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Show every model slot: status, file, where it comes from, and its licence."""
+    """Show every model slot: status, file, where it comes from, what it was trained on, and its licence."""
     rows = [
         {
             "slot": a.slot,
@@ -123,6 +123,7 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
             "origin": a.origin,
             "sha256": a.sha256,
             "licence": a.licence,
+            "trained_on": a.trained_on or "not stated",
             "note": a.note,
         }
         for a in artifacts.REGISTRY.values()
@@ -131,11 +132,11 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
         print(json.dumps(rows, indent=2))
         return
     table = Table(title=f"models in {artifacts.cache_dir()}")
-    for column in ("slot", "status", "task", "from", "licence"):
+    for column in ("slot", "status", "task", "from", "trained on", "licence"):
         table.add_column(column, overflow="fold")
     for row in rows:
         licence = row["licence"] + (f" [yellow]({row['note']})[/yellow]" if row["note"] else "")
-        table.add_row(row["slot"], row["status"], row["task"], row["origin"], licence)
+        table.add_row(row["slot"], row["status"], row["task"], row["origin"], row["trained_on"], licence)
     Console().print(table)
 
 

@@ -123,7 +123,8 @@ class Composer:
         if face.age is None:
             return None
         group = "70 or older" if face.age.group.endswith("+") else f"{face.age.group} years old"
-        details = [f"about {face.age.years:.0f} years"] if face.age.years is not None else []
+        # Floored like the age groups, so 29.5 reads "20-29 ... about 29 years", never a contradicting "about 30".
+        details = [f"about {int(face.age.years)} years"] if face.age.years is not None else []
         if face.age.score is not None:
             low = face.age.score < 0.4
             details.append(f"{'low ' if low else ''}confidence {face.age.score:.0%}")

@@ -43,7 +43,7 @@ MODELS: dict[str, Callable[[int], AttributeModel]] = {
     "faceapi-age-gender": FaceApiAgeGender,
     "faceapi-expression": FaceApiExpression,
 }
-DEFAULT_MODELS = ("dlib-age", "dlib-gender", "fer-emotion")
+DEFAULT_MODELS = ("faceapi-age-gender", "faceapi-expression")  # chosen on bench/bench_accuracy.py
 
 SOURCES = {
     "detection": "YuNet 2023mar int8 (OpenCV Zoo)",
