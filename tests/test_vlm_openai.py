@@ -77,8 +77,10 @@ class Handler(BaseHTTPRequestHandler):
             server.max_in_flight = max(server.max_in_flight, server.in_flight)
             server.lock.notify_all()
             # A deadlock guard only: a client that never has `hold_until` requests out is caught by the
-            # test's assertion on max_in_flight, not by this wait.
-            server.lock.wait_for(lambda: server.max_in_flight >= server.hold_until, timeout=60)
+            # test's assertion on max_in_flight, not by this wait (which then stops holding anyone).
+            if not server.lock.wait_for(lambda: server.max_in_flight >= server.hold_until, timeout=60):
+                server.hold_until = 0
+                server.lock.notify_all()
         time.sleep(server.delay)
         status, body, headers = self._reply(request, failure)
         with server.lock:
