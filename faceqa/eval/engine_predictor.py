@@ -53,11 +53,12 @@ class EngineVsLabels(Predictor):
             "name": self.name,
             "kind": "faceqa embedded face engine (offline, CPU)",
             "components": [
-                {"task": a.task, "origin": a.origin, "licence": a.licence, **({"note": a.note} if a.note else {})}
+                {"task": a.task, "origin": a.origin, "licence": a.licence, "trained_on": a.trained_on or "not stated",
+                 **({"note": a.note} if a.note else {})}
                 for a in REGISTRY.values()
             ],
-            "training_data": "Per component: FER2013 (emotion), the dlib-models training sets (age, gender, "
-            "5-point landmarks), iBUG 300-W (68 landmarks), OpenCV Zoo's (YuNet, SFace)",
+            "training_data": "Per component, as its authors state it: "
+            + "; ".join(f"{a.slot}: {a.trained_on or 'not stated'}" for a in REGISTRY.values()),
         }
 
     def predict(self, item: FaceRecord, task: str) -> Prediction:
