@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXAMPLE := faceqa/examples/group.jpg
 
-.PHONY: demo test install install-test models browser vllm lint bench typecheck wheel-check
+.PHONY: demo test test-fast install install-test models browser vllm lint bench typecheck wheel-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,15 @@ test: install-test models browser vllm
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	$(MAKE) wheel-check
+
+# The edit-test loop (README, Tests): lint, then every test except the vLLM, browser and slow ones and the modules
+# that load tiny transformers checkpoints or start Ray. `make test` remains the gate.
+FAST_SKIP := test_vlm_attributes test_vlm_backends test_vlm_serve test_api_vlm test_ray_build test_ray_eval \
+	test_ray_llm test_eval_e2e
+test-fast:
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not vllm and not browser and not slow" \
+	  $(foreach m,$(FAST_SKIP),--ignore=tests/$(m).py)
 
 # The built wheel in a fresh venv, analysing a photo outside the repository (package data, entry point).
 wheel-check: install models

@@ -178,16 +178,26 @@ def test_every_configured_key_works(guarded):
             assert client.get("/v1/models").status_code == 200
 
 
-def test_keys_are_compared_in_constant_time(monkeypatch):
-    calls = []
+@pytest.mark.parametrize(("token", "valid"), [("key-one", True), ("key-two", True), ("key-six", False),
+                                              ("k", False), ("key-one-and-more", False)])
+def test_every_key_is_compared_by_compare_digest_whichever_matches(monkeypatch, token, valid):
+    # What the check does (not how long it takes, which no test may assert): the same comparisons, of the same keys
+    # in the same order, whether the first key matches, the last, or none; each by hmac.compare_digest, whose time
+    # does not depend on where two equal-length byte strings differ. An early exit or an `==` fails here.
+    compared = []
+    real = policy.hmac.compare_digest
 
-    def spy(a, b):
-        calls.append((a, b))
-        return a == b
+    def recording(given, key):
+        compared.append((given, key))
+        return real(given, key)
 
-    monkeypatch.setattr(policy.hmac, "compare_digest", spy)
-    policy.check_api_key("Bearer key-one", KEYS)
-    assert calls == [(b"key-one", b"key-one"), (b"key-one", b"key-two")]  # no early exit on the match
+    monkeypatch.setattr(policy.hmac, "compare_digest", recording)
+    if valid:
+        policy.check_api_key(f"Bearer {token}", KEYS)
+    else:
+        with pytest.raises(policy.APIError, match="invalid API key"):
+            policy.check_api_key(f"Bearer {token}", KEYS)
+    assert compared == [(token.encode(), key.encode()) for key in KEYS]
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "::", "example.org"])

@@ -21,6 +21,7 @@ from faceqa.finetune.train import FinetuneConfig, load_config, load_model, lora_
 from faceqa.finetune.worker import FaceJobConfig
 from faceqa.vlm.recipe import set_prefix_attention
 
+pytestmark = pytest.mark.slow  # about half the suite's time: left out of `make test-fast`
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict[str, Path]:
