@@ -9,14 +9,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import uvicorn
+from conftest import EXAMPLES
 
 from faceqa.app.config import ServerConfig
 from faceqa.app.server import create_app
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "faceqa" / "examples"
 
 
 def data_url(data: bytes, mime: str = "image/jpeg") -> str:

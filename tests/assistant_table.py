@@ -9,17 +9,16 @@ plan (`check_plan`) and answer (`check_answer`) against the turn's expectations.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EXAMPLES
 
 from faceqa.assistant import Assistant, Conversation, route
 from faceqa.assistant.plan import FaceRef
 from faceqa.prompts.taxonomy import display
 from faceqa.schema import ImageReport
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "faceqa" / "examples"
 FILES = {
     "group": "group.jpg",
     "astronaut": "astronaut.png",

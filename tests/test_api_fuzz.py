@@ -115,9 +115,9 @@ def test_any_decodable_picture_gets_an_answer_or_a_4xx(api_schema, width, height
 # hand, FACEQA_FUZZ_SEED for other corners). A crasher found goes into tests/data/api_crashers/ as JSON
 # ({"crashed_with": why, "schema": ...} or {"url": ..., "location": ...}), replayed below on every run.
 
-EXAMPLES = int(os.environ.get("FACEQA_FUZZ_EXAMPLES", "250"))
+FUZZ_CASES = int(os.environ.get("FACEQA_FUZZ_EXAMPLES", "250"))
 SEED = int(os.environ.get("FACEQA_FUZZ_SEED", "0"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=SEED == 0,
+FUZZ = settings(max_examples=FUZZ_CASES, deadline=None, database=None, derandomize=SEED == 0,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 CRASHERS = sorted((Path(__file__).parent / "data" / "api_crashers").glob("*.json"))
 ALLOWED = "http://images.test"

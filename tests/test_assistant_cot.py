@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EXAMPLES
 
 from faceqa.prompts.cot import compose_cot, emfacs, wording
 from faceqa.prompts.taxonomy import EMOTIONS
 from faceqa.prompts.templates import COT_HEADINGS
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "faceqa" / "examples"
 CITED = re.compile(r"\b(AU\d+)(?: [a-z ]+ \([^)]*\))? (\d\.\d\d)\b")
 
 

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EXAMPLES
 
 from faceqa.assistant import Assistant, Conversation, FaceRef, ReferentResolver, route
 from faceqa.images import load_image
 from faceqa.prompts import templates
 from faceqa.schema import ImageReport, LabelScore
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "faceqa" / "examples"
 
 
 @pytest.fixture(scope="module")

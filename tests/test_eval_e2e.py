@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EXAMPLES
 from eval_standin import StandIn, image_digest
 from PIL import Image
 from typer.testing import CliRunner
@@ -24,7 +25,6 @@ from faceqa.eval.cli import app
 from faceqa.prompts import templates
 from faceqa.prompts.taxonomy import labels
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "faceqa" / "examples"
 TASKS = ("race", "gender", "age_group")
 RACES, GENDERS, AGES = labels("race"), labels("gender"), labels("age_group")
 

@@ -11,7 +11,6 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 from faceqa.dev.synthetic import write_fairface_layout
-from faceqa.dev.tiny import make_tiny_vlm
 from faceqa.finetune.build import BuildConfig, Source, run_build
 from faceqa.finetune.cli import app
 from faceqa.finetune.collate import ChatCollator
@@ -23,10 +22,10 @@ from faceqa.vlm.recipe import set_prefix_attention
 
 pytestmark = pytest.mark.slow  # about half the suite's time: left out of `make test-fast`
 
+
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("tiny")
-    return {arch: make_tiny_vlm(arch, root / arch) for arch in ("paligemma", "llava", "idefics3")}
+def tiny(tiny_checkpoints) -> dict[str, Path]:
+    return {arch: tiny_checkpoints.vlm(arch) for arch in ("paligemma", "llava", "idefics3")}
 
 
 @pytest.fixture(scope="module")

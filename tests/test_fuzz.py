@@ -28,9 +28,9 @@ from faceqa.images import MAX_SIDE, BadImage, load_image
 from faceqa.prompts.parser import parse_answer, parse_choice, parse_reasoning
 from faceqa.prompts.taxonomy import ATTRIBUTES, field_names, labels
 
-EXAMPLES = int(os.environ.get("FACEQA_FUZZ_EXAMPLES", "250"))
+FUZZ_CASES = int(os.environ.get("FACEQA_FUZZ_EXAMPLES", "250"))
 SEED = int(os.environ.get("FACEQA_FUZZ_SEED", "0"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=SEED == 0,
+FUZZ = settings(max_examples=FUZZ_CASES, deadline=None, database=None, derandomize=SEED == 0,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 FORMATS = ("PNG", "JPEG", "AVIF", "TIFF", "GIF", "WEBP", "BMP")
 

@@ -17,7 +17,7 @@ from faceqa.prompts.taxonomy import (
     map_label,
     mapping_note,
     normalize,
-    resolve,
+    resolve_label,
     sources,
 )
 
@@ -131,10 +131,10 @@ def test_every_label_normalizes_to_itself(attribute):
 
 
 def test_reasons_say_what_happened():
-    assert "20-29, 30-39" in resolve("age_group", "25-32").reason
-    assert "East Asian or Southeast Asian" in resolve("race", "asian").reason
-    assert "negated" in resolve("emotion", "she is not smiling").reason
-    assert "several" in resolve("gender", "male/female").reason
+    assert "20-29, 30-39" in resolve_label("age_group", "25-32").reason
+    assert "East Asian or Southeast Asian" in resolve_label("race", "asian").reason
+    assert "negated" in resolve_label("emotion", "she is not smiling").reason
+    assert "several" in resolve_label("gender", "male/female").reason
 
 
 def test_public_constants_and_age_group():

@@ -20,14 +20,10 @@ from faceqa.vlm.base import Completion, GenerationParams, VLMBackend, VLMError
 
 
 @pytest.fixture(scope="module")
-def backend(tmp_path_factory):
-    from faceqa.dev.tiny import make_tiny_lora, make_tiny_vlm
+def backend(tiny_checkpoints):
     from faceqa.vlm.transformers_backend import TransformersBackend
 
-    root = tmp_path_factory.mktemp("tiny-attributes")
-    make_tiny_vlm("llava", root / "llava")
-    make_tiny_lora(root / "llava", root / "llava-lora")
-    return TransformersBackend(root / "llava", adapter=root / "llava-lora")
+    return TransformersBackend(tiny_checkpoints.vlm("llava"), adapter=tiny_checkpoints.lora("llava"))
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,12 @@ from typing import Literal
 
 import numpy as np
 import pytest
+from conftest import noise
 from pydantic import BaseModel, ConfigDict
 
 from faceqa.vlm.base import GenerationParams, VLMError, VLMRequest, to_messages, to_pil
 
 PROMPT = "How old does the person in this photo look?"
-
-
-def image(seed: int, height: int = 48, width: int = 40) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
 class Attributes(BaseModel):
@@ -31,15 +28,13 @@ class Attributes(BaseModel):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """Each architecture and its LoRA adapter, built once for this module."""
-    from faceqa.dev.tiny import ARCHS, make_tiny_lora, make_tiny_vlm
+def tiny(tiny_checkpoints):
+    """Each architecture and its LoRA adapter (the run's shared ones)."""
+    from faceqa.dev.tiny import ARCHS
 
-    root = tmp_path_factory.mktemp("tiny-vlm")
     for arch in ARCHS:
-        make_tiny_vlm(arch, root / arch)
-        make_tiny_lora(root / arch, root / f"{arch}-lora")
-    return root
+        tiny_checkpoints.lora(arch)
+    return tiny_checkpoints.root
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +56,7 @@ def backends(tiny):
 
 
 def test_plain_prompt_puts_images_first_in_one_user_turn():
-    messages = to_messages([image(0), image(1)], "Compare them.")
+    messages = to_messages([noise(0), noise(1)], "Compare them.")
     assert messages == [
         {"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "Compare them."}]}
     ]
@@ -74,7 +69,7 @@ def test_messages_without_image_parts_get_images_on_the_last_user_turn():
         {"role": "assistant", "content": "Hi"},
         {"role": "user", "content": "Who is smiling?"},
     ]
-    messages = to_messages([image(0)], history)
+    messages = to_messages([noise(0)], history)
     assert messages[3]["content"] == [{"type": "image"}, {"type": "text", "text": "Who is smiling?"}]
     assert history[3]["content"] == "Who is smiling?"  # the caller's list is not modified
 
@@ -83,10 +78,10 @@ def test_messages_without_image_parts_get_images_on_the_last_user_turn():
     ("images", "prompt", "error"),
     [
         ([], "  ", "empty prompt"),
-        ([image(0)], [], "no messages"),
-        ([image(0)], [{"role": "robot", "content": "x"}], "unknown message role"),
-        ([image(0)], [{"role": "user", "content": [{"type": "image"}, {"type": "image"}]}], "refer to 2 images"),
-        ([image(0)], [{"role": "system", "content": "x"}], "no user message"),
+        ([noise(0)], [], "no messages"),
+        ([noise(0)], [{"role": "robot", "content": "x"}], "unknown message role"),
+        ([noise(0)], [{"role": "user", "content": [{"type": "image"}, {"type": "image"}]}], "refer to 2 images"),
+        ([noise(0)], [{"role": "system", "content": "x"}], "no user message"),
     ],
 )
 def test_bad_prompts_are_refused_clearly(images, prompt, error):
@@ -95,7 +90,7 @@ def test_bad_prompts_are_refused_clearly(images, prompt, error):
 
 
 def test_to_pil_accepts_rgb_arrays_and_refuses_others():
-    assert to_pil(image(0)).size == (40, 48)
+    assert to_pil(noise(0)).size == (40, 48)
     with pytest.raises(ValueError, match="HxWx3 uint8"):
         to_pil(np.zeros((4, 4), dtype=np.uint8))
     with pytest.raises(ValueError, match="HxWx3 uint8"):
@@ -169,8 +164,8 @@ def test_tiny_lora_touches_only_the_language_model(tiny):
 def test_greedy_generation_is_deterministic_and_counts_tokens(backends, arch):
     backend = backends(arch)
     params = GenerationParams(max_tokens=8)
-    first = backend.complete([image(0)], PROMPT, params)
-    again = backend.complete([image(0)], PROMPT, params)
+    first = backend.complete([noise(0)], PROMPT, params)
+    again = backend.complete([noise(0)], PROMPT, params)
     assert first == again
     assert first.prompt_tokens > 16  # image tokens + prompt
     assert 1 <= first.completion_tokens <= 8
@@ -180,15 +175,15 @@ def test_greedy_generation_is_deterministic_and_counts_tokens(backends, arch):
 @pytest.mark.parametrize("arch", ["paligemma", "llava", "idefics3"])
 def test_lora_adapter_changes_greedy_output(backends, arch):
     params = GenerationParams(max_tokens=8)
-    assert backends(arch).generate([image(0)], PROMPT, params) != backends(arch, lora=True).generate(
-        [image(0)], PROMPT, params
+    assert backends(arch).generate([noise(0)], PROMPT, params) != backends(arch, lora=True).generate(
+        [noise(0)], PROMPT, params
     )
 
 
 def test_the_image_reaches_the_model(backends):
     backend = backends("idefics3", lora=True)
     params = GenerationParams(max_tokens=8)
-    answers = {backend.generate([image(seed)], "Describe the face.", params) for seed in range(4)}
+    answers = {backend.generate([noise(seed)], "Describe the face.", params) for seed in range(4)}
     assert len(answers) > 1
 
 
@@ -196,7 +191,7 @@ def test_the_image_reaches_the_model(backends):
 def test_batch_matches_one_by_one(backends, arch):
     backend = backends(arch, lora=True)
     params = GenerationParams(max_tokens=6)
-    requests = [VLMRequest([image(s)], p) for s in range(2) for p in (PROMPT, "Describe the face in detail please.")]
+    requests = [VLMRequest([noise(s)], p) for s in range(2) for p in (PROMPT, "Describe the face in detail please.")]
     batched = backend.generate_batch(requests, params)
     assert batched == [backend.generate(r.images, r.prompt, params) for r in requests]
 
@@ -205,14 +200,14 @@ def test_a_bad_item_does_not_sink_the_batch(backends):
     backend = backends("paligemma", lora=True)
     params = GenerationParams(max_tokens=4)
     requests = [
-        VLMRequest([image(0)], PROMPT),
-        VLMRequest([image(0), image(1)], PROMPT),  # PaliGemma takes one image
-        VLMRequest([image(1)], PROMPT),
+        VLMRequest([noise(0)], PROMPT),
+        VLMRequest([noise(0), noise(1)], PROMPT),  # PaliGemma takes one image
+        VLMRequest([noise(1)], PROMPT),
     ]
     results = backend.generate_batch(requests, params)
     assert isinstance(results[1], VLMError) and "one image" in str(results[1])
-    assert results[0] == backend.generate([image(0)], PROMPT, params)
-    assert results[2] == backend.generate([image(1)], PROMPT, params)
+    assert results[0] == backend.generate([noise(0)], PROMPT, params)
+    assert results[2] == backend.generate([noise(1)], PROMPT, params)
 
 
 @pytest.mark.parametrize("arch", ["paligemma", "llava", "idefics3"])
@@ -220,13 +215,13 @@ def test_choice_output_is_one_of_the_choices(backends, arch):
     choices = ("happy", "sad", "neutral", "surprised")
     params = GenerationParams(max_tokens=8, choices=choices)
     for seed in range(2):
-        assert backends(arch, lora=True).generate([image(seed)], "Which emotion?", params) in choices
+        assert backends(arch, lora=True).generate([noise(seed)], "Which emotion?", params) in choices
 
 
 @pytest.mark.parametrize("arch", ["paligemma", "llava", "idefics3"])
 def test_json_output_validates_against_its_schema(backends, arch):
     params = GenerationParams(max_tokens=48, json_schema=Attributes.model_json_schema())
-    text = backends(arch, lora=True).generate([image(0)], "Describe as JSON.", params)
+    text = backends(arch, lora=True).generate([noise(0)], "Describe as JSON.", params)
     Attributes.model_validate_json(text)
     assert json.loads(text) == json.loads(json.dumps(json.loads(text), separators=(",", ":")))
     assert " " not in text.replace(json.loads(text)["age_group"], "")  # compact, as vLLM is told to be
@@ -234,9 +229,9 @@ def test_json_output_validates_against_its_schema(backends, arch):
 
 def test_stop_string_cuts_the_answer(backends):
     backend = backends("llava", lora=True)
-    full = backend.generate([image(0)], PROMPT, GenerationParams(max_tokens=12))
+    full = backend.generate([noise(0)], PROMPT, GenerationParams(max_tokens=12))
     stop = full[3:5]
-    cut = backend.complete([image(0)], PROMPT, GenerationParams(max_tokens=12, stop=(stop,)))
+    cut = backend.complete([noise(0)], PROMPT, GenerationParams(max_tokens=12, stop=(stop,)))
     assert cut.text == full[: full.index(stop)]
     assert cut.finish_reason == "stop"
 
@@ -247,8 +242,8 @@ def test_merged_adapter_gives_the_adapter_output(backends, tiny, tmp_path):
 
     merged = TransformersBackend(merge_lora(tiny / "llava", tiny / "llava-lora", tmp_path / "merged"))
     params = GenerationParams(max_tokens=8)
-    assert merged.generate([image(0)], PROMPT, params) == backends("llava", lora=True).generate(
-        [image(0)], PROMPT, params
+    assert merged.generate([noise(0)], PROMPT, params) == backends("llava", lora=True).generate(
+        [noise(0)], PROMPT, params
     )
 
 
@@ -287,13 +282,13 @@ def test_paligemma_answers_with_the_prefix_mask_its_adapter_recorded(tiny, tmp_p
     Recipe(str(tiny / "paligemma"), "paligemma", "paligemma", "causal", 224, 0.25).save(adapter)
     recorded = TransformersBackend(tiny / "paligemma", adapter=adapter)
     assert recorded.prefix_attention == "causal"
-    inputs = recorded._encode([VLMRequest([image(0)], PROMPT)])
+    inputs = recorded._encode([VLMRequest([noise(0)], PROMPT)])
     assert inputs["token_type_ids"].tolist() == [[1] * inputs["input_ids"].shape[1]]
     full = TransformersBackend(tiny / "paligemma", adapter=adapter, prefix_attention="full")
     assert "trained with prefix_attention 'causal' but is served with 'full'" in caplog.text
-    assert full._encode([VLMRequest([image(0)], PROMPT)])["token_type_ids"].sum() == 0
+    assert full._encode([VLMRequest([noise(0)], PROMPT)])["token_type_ids"].sum() == 0
     params = GenerationParams(max_tokens=6)
-    requests = [VLMRequest([image(seed)], PROMPT) for seed in range(4)]
+    requests = [VLMRequest([noise(seed)], PROMPT) for seed in range(4)]
     causal = TransformersBackend(tiny / "paligemma", adapter=tiny / "paligemma-lora", prefix_attention="causal")
     assert recorded.generate_batch(requests, params) == causal.generate_batch(requests, params)
     assert recorded.generate_batch(requests, params) != full.generate_batch(requests, params)

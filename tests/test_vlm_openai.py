@@ -15,14 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+from conftest import noise
 from PIL import Image
 
 from faceqa.vlm.base import GenerationParams, VLMError, VLMRequest
 from faceqa.vlm.openai_backend import OpenAIBackend, image_data_url
-
-
-def image(seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (24, 20, 3), dtype=np.uint8)
 
 
 class StandIn(ThreadingHTTPServer):
@@ -128,7 +125,7 @@ def decode_data_url(url: str) -> Image.Image:
 
 def test_images_travel_as_data_urls_in_order(stand_in):
     backend = OpenAIBackend(stand_in.url, model="m")
-    completion = backend.complete([image(0), image(1)], "Compare.", GenerationParams(max_tokens=7, seed=3))
+    completion = backend.complete([noise(0), noise(1)], "Compare.", GenerationParams(max_tokens=7, seed=3))
     assert completion.text == "echo: Compare."
     assert (completion.prompt_tokens, completion.completion_tokens) == (11, 3)
     sent = stand_in.requests[0]
@@ -136,14 +133,14 @@ def test_images_travel_as_data_urls_in_order(stand_in):
     parts = sent["messages"][0]["content"]
     assert [p["type"] for p in parts] == ["image_url", "image_url", "text"]
     for part, seed in zip(parts[:2], (0, 1), strict=True):
-        assert (np.asarray(decode_data_url(part["image_url"]["url"])) == image(seed)).all()  # PNG is lossless
+        assert (np.asarray(decode_data_url(part["image_url"]["url"])) == noise(seed)).all()  # PNG is lossless
 
 
 def test_jpeg_data_urls(stand_in):
-    OpenAIBackend(stand_in.url, model="m", image_format="jpeg").generate([image(0)], "Hi")
+    OpenAIBackend(stand_in.url, model="m", image_format="jpeg").generate([noise(0)], "Hi")
     url = stand_in.requests[0]["messages"][0]["content"][0]["image_url"]["url"]
     assert url.startswith("data:image/jpeg;base64,")
-    assert decode_data_url(url).size == (20, 24)
+    assert decode_data_url(url).size == (40, 48)  # noise() is 48 rows by 40 columns
 
 
 def test_model_defaults_to_the_servers_first_model(stand_in):
@@ -154,8 +151,8 @@ def test_model_defaults_to_the_servers_first_model(stand_in):
 def test_structured_output_fields(stand_in):
     backend = OpenAIBackend(stand_in.url, model="m")
     schema = {"type": "object", "properties": {"a": {"type": "boolean"}}, "required": ["a"]}
-    backend.generate([image(0)], "JSON", GenerationParams(json_schema=schema))
-    backend.generate([image(0)], "choose", GenerationParams(choices=("happy", "sad")))
+    backend.generate([noise(0)], "JSON", GenerationParams(json_schema=schema))
+    backend.generate([noise(0)], "choose", GenerationParams(choices=("happy", "sad")))
     json_request, choice_request = stand_in.requests
     assert json_request["response_format"] == {
         "type": "json_schema",
@@ -203,7 +200,7 @@ def test_unreachable_server():
 def test_batch_respects_the_concurrency_limit_and_keeps_order(stand_in):
     stand_in.hold_until = 3  # the first requests wait until three are out at once: no timing luck needed
     backend = OpenAIBackend(stand_in.url, model="m", concurrency=3)
-    requests = [VLMRequest([image(i)], f"q{i}") for i in range(10)]
+    requests = [VLMRequest([noise(i)], f"q{i}") for i in range(10)]
     answers = backend.generate_batch(requests)
     assert answers == [f"echo: q{i}" for i in range(10)]
     assert stand_in.max_in_flight == 3
@@ -213,10 +210,10 @@ def test_a_bad_item_does_not_sink_the_batch(stand_in):
     backend = OpenAIBackend(stand_in.url, model="m")
     answers = backend.generate_batch(
         [
-            VLMRequest([image(0)], "q0"),
-            VLMRequest([image(0)], "fail me"),
+            VLMRequest([noise(0)], "q0"),
+            VLMRequest([noise(0)], "fail me"),
             VLMRequest([np.zeros((2, 2), np.uint8)], "q2"),
-            VLMRequest([image(1)], "q3"),
+            VLMRequest([noise(1)], "q3"),
         ]
     )
     assert answers[0] == "echo: q0" and answers[3] == "echo: q3"
@@ -225,5 +222,5 @@ def test_a_bad_item_does_not_sink_the_batch(stand_in):
 
 
 def test_data_url_roundtrip_from_pil():
-    pil = Image.fromarray(image(5))
-    assert (np.asarray(decode_data_url(image_data_url(pil))) == image(5)).all()
+    pil = Image.fromarray(noise(5))
+    assert (np.asarray(decode_data_url(image_data_url(pil))) == noise(5)).all()

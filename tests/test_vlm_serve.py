@@ -15,14 +15,10 @@ PYTHON = Path("/opt/vllm/bin/python")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from faceqa.dev.tiny import make_tiny_lora, make_tiny_vlm
-
-    root = tmp_path_factory.mktemp("tiny-serve")
-    for arch in ("paligemma", "llava"):
-        make_tiny_vlm(arch, root / arch)
-    make_tiny_lora(root / "llava", root / "llava-lora", rank=12)
-    return root
+def tiny(tiny_checkpoints):
+    tiny_checkpoints.vlm("paligemma")
+    tiny_checkpoints.lora("llava", rank=12)
+    return tiny_checkpoints.root
 
 
 def flag(argv: list[str], name: str) -> str | None:
@@ -44,7 +40,7 @@ def test_paligemma_gets_a_chat_template_and_one_image(tiny, tmp_path):
 
 def test_llava_with_adapters(tiny, tmp_path):
     config = ServeConfig(
-        model=str(tiny / "llava"), loras={"faces": str(tiny / "llava-lora"), "other": str(tiny / "llava-lora")}
+        model=str(tiny / "llava"), loras={"faces": str(tiny / "llava-lora-r12"), "other": str(tiny / "llava-lora-r12")}
     )
     argv, env = vllm_command(config, PYTHON, tmp_path)
     assert json.loads(flag(argv, "--limit-mm-per-prompt")) == {"image": 2}
@@ -52,7 +48,7 @@ def test_llava_with_adapters(tiny, tmp_path):
     assert "--enable-lora" in argv and flag(argv, "--max-loras") == "2"
     assert flag(argv, "--max-lora-rank") == "16"  # rank 12 rounded up to a rank vLLM accepts
     modules = argv[argv.index("--lora-modules") + 1 : argv.index("--lora-modules") + 3]
-    assert modules == [f"faces={tiny / 'llava-lora'}", f"other={tiny / 'llava-lora'}"]
+    assert modules == [f"faces={tiny / 'llava-lora-r12'}", f"other={tiny / 'llava-lora-r12'}"]
     assert "--dtype" not in argv and not env  # GPU defaults are vLLM's own
     assert json.loads(flag(argv, "--structured-outputs-config"))["disable_any_whitespace"] is True
 

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 import openai
 import pytest
+from conftest import noise
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
@@ -28,11 +29,6 @@ pytestmark = pytest.mark.vllm
 
 PROMPT = "How old does the person in this photo look?"
 GREEDY = GenerationParams(max_tokens=12)
-
-
-def image(seed: int, height: int = 48, width: int = 40) -> np.ndarray:
-    """Random pixels at a size that is not the model's, so preprocessing really resizes."""
-    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
 def data_url(pixels: np.ndarray, fmt: str) -> str:
@@ -117,7 +113,7 @@ def chat(server: VLLMServer, model: str, content: list[dict], **kwargs) -> opena
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
 def test_paligemma_answers_base64_images(paligemma, fmt):
-    content = [{"type": "image_url", "image_url": {"url": data_url(image(0), fmt)}}, {"type": "text", "text": PROMPT}]
+    content = [{"type": "image_url", "image_url": {"url": data_url(noise(0), fmt)}}, {"type": "text", "text": PROMPT}]
     first = chat(paligemma, paligemma.config.model, content, max_tokens=8)
     again = chat(paligemma, paligemma.config.model, content, max_tokens=8)
     assert first.choices[0].message.content == again.choices[0].message.content
@@ -129,11 +125,11 @@ def test_paligemma_answers_base64_images(paligemma, fmt):
 def test_paligemma_refuses_two_images_with_a_client_error(paligemma):
     backend = OpenAIBackend(paligemma.base_url, model=paligemma.config.model, max_retries=0)
     with pytest.raises(VLMError, match=r"answered 4\d\d"):
-        backend.generate([image(0), image(1)], PROMPT, GREEDY)
+        backend.generate([noise(0), noise(1)], PROMPT, GREEDY)
 
 
 def test_structured_json_answer_validates_against_its_schema(paligemma):
-    content = [{"type": "image_url", "image_url": {"url": data_url(image(1), "PNG")}}, {"type": "text", "text": "JSON"}]
+    content = [{"type": "image_url", "image_url": {"url": data_url(noise(1), "PNG")}}, {"type": "text", "text": "JSON"}]
     for model in (paligemma.config.model, "pg-lora"):
         response = chat(
             paligemma,
@@ -151,12 +147,12 @@ def test_structured_json_answer_validates_against_its_schema(paligemma):
 def test_structured_choice_answer_is_one_of_the_choices(paligemma):
     backend = OpenAIBackend(paligemma.base_url, model="pg-lora")
     choices = ("happy", "sad", "neutral", "angry")
-    answers = [backend.generate([image(s)], "Emotion?", GenerationParams(choices=choices)) for s in range(3)]
+    answers = [backend.generate([noise(s)], "Emotion?", GenerationParams(choices=choices)) for s in range(3)]
     assert set(answers) <= set(choices)
 
 
 def test_paligemma_lora_adapter_changes_the_greedy_answer(paligemma):
-    content = [{"type": "image_url", "image_url": {"url": data_url(image(0), "PNG")}}, {"type": "text", "text": PROMPT}]
+    content = [{"type": "image_url", "image_url": {"url": data_url(noise(0), "PNG")}}, {"type": "text", "text": PROMPT}]
     base = chat(paligemma, paligemma.config.model, content, max_tokens=12).choices[0].message.content
     adapted = chat(paligemma, "pg-lora", content, max_tokens=12).choices[0].message.content
     assert base != adapted
@@ -167,22 +163,22 @@ def test_paligemma_lora_adapter_changes_the_greedy_answer(paligemma):
 
 
 def test_llava_takes_two_images_in_one_request(llava):
-    one = [{"type": "image_url", "image_url": {"url": data_url(image(0), "PNG")}}, {"type": "text", "text": PROMPT}]
-    two = [{"type": "image_url", "image_url": {"url": data_url(image(1), "JPEG")}}, *one]
+    one = [{"type": "image_url", "image_url": {"url": data_url(noise(0), "PNG")}}, {"type": "text", "text": PROMPT}]
+    two = [{"type": "image_url", "image_url": {"url": data_url(noise(1), "JPEG")}}, *one]
     single, double = chat(llava, "llava-lora", one, max_tokens=8), chat(llava, "llava-lora", two, max_tokens=8)
     # LLaVA-1.5 geometry: 16 patch tokens per image (CLS dropped) + one "<image>\n" line each.
     assert double.usage.prompt_tokens - single.usage.prompt_tokens == 16 + 1
 
 
 def test_llava_lora_adapter_changes_the_greedy_answer(llava):
-    base = OpenAIBackend(llava.base_url, model=llava.config.model).generate([image(0)], PROMPT, GREEDY)
-    adapted = OpenAIBackend(llava.base_url, model="llava-lora").generate([image(0)], PROMPT, GREEDY)
+    base = OpenAIBackend(llava.base_url, model=llava.config.model).generate([noise(0)], PROMPT, GREEDY)
+    adapted = OpenAIBackend(llava.base_url, model="llava-lora").generate([noise(0)], PROMPT, GREEDY)
     assert base != adapted
 
 
 def test_sixteen_concurrent_requests(llava):
     backend = OpenAIBackend(llava.base_url, model="llava-lora", concurrency=16)
-    requests = [VLMRequest([image(i % 4)], PROMPT if i % 2 else "Describe the face.") for i in range(16)]
+    requests = [VLMRequest([noise(i % 4)], PROMPT if i % 2 else "Describe the face.") for i in range(16)]
     results = backend.complete_batch(requests, GREEDY)
     assert all(not isinstance(r, VLMError) for r in results), results
     assert all(r.completion_tokens > 0 for r in results)
@@ -194,14 +190,14 @@ def test_sixteen_concurrent_requests(llava):
 def test_vllm_and_transformers_give_the_same_greedy_text(llava, local_llava, adapter):
     served = OpenAIBackend(llava.base_url, model=adapter or llava.config.model)
     for seed, prompt in [(0, PROMPT), (1, "Describe the face."), (2, "Is the person smiling?")]:
-        images = [image(seed, height=40 + 16 * seed)]
+        images = [noise(seed, height=40 + 16 * seed)]
         assert served.generate(images, prompt, GREEDY) == local_llava[adapter].generate(images, prompt, GREEDY)
 
 
 def test_structured_answers_agree_between_vllm_and_transformers(llava, local_llava):
     params = GenerationParams(max_tokens=64, json_schema=Attributes.model_json_schema())
-    served = OpenAIBackend(llava.base_url, model="llava-lora").generate([image(3)], "JSON", params)
-    assert served == local_llava["llava-lora"].generate([image(3)], "JSON", params)
+    served = OpenAIBackend(llava.base_url, model="llava-lora").generate([noise(3)], "JSON", params)
+    assert served == local_llava["llava-lora"].generate([noise(3)], "JSON", params)
     Attributes.model_validate_json(served)
 
 
@@ -209,7 +205,7 @@ def test_merged_checkpoint_serves_the_adapters_answer(llava, llava_merged):
     merged = OpenAIBackend(llava_merged.base_url, model=llava_merged.config.model)
     adapter = OpenAIBackend(llava.base_url, model="llava-lora")
     for seed in range(2):
-        assert merged.generate([image(seed)], PROMPT, GREEDY) == adapter.generate([image(seed)], PROMPT, GREEDY)
+        assert merged.generate([noise(seed)], PROMPT, GREEDY) == adapter.generate([noise(seed)], PROMPT, GREEDY)
 
 
 def test_attribute_engine_reads_the_same_through_vllm_and_transformers(llava, local_llava, examples, group_report):
@@ -290,7 +286,7 @@ def test_served_prompt_tokens_are_the_training_prompt_tokens(release, request, t
     server = request.getfixturevalue(release)
     lora = {"paligemma": "pg-lora", "paligemma1": "pg1-lora"}[release]
     for seed, prefix in enumerate(PALIGEMMA_QUESTIONS):
-        pixels = image(seed)
+        pixels = noise(seed)
         response = chat(server, lora, [{"type": "image_url", "image_url": {"url": data_url(pixels, "PNG")}},
                                        {"type": "text", "text": prefix}], max_tokens=1,
                         extra_body={"return_token_ids": True})
@@ -311,7 +307,7 @@ def test_paligemma_lora_greedy_parity_with_the_recorded_mask(paligemma, tiny, tm
     served = OpenAIBackend(paligemma.base_url, model="pg-lora")
     recorded = TransformersBackend(tiny / "paligemma", adapter=adapter, batch_size=1)  # no padding: vLLM pads none
     full = TransformersBackend(tiny / "paligemma", adapter=adapter, prefix_attention="full", batch_size=1)
-    requests = [VLMRequest([image(seed, height=40 + 8 * seed)], q) for seed in range(4) for q in PALIGEMMA_QUESTIONS]
+    requests = [VLMRequest([noise(seed, height=40 + 8 * seed)], q) for seed in range(4) for q in PALIGEMMA_QUESTIONS]
     vllm_text = [r if isinstance(r, VLMError) else r.text for r in served.complete_batch(requests, GREEDY)]
     same_recorded = sum(a == b for a, b in zip(vllm_text, recorded.generate_batch(requests, GREEDY), strict=True))
     same_full = sum(a == b for a, b in zip(vllm_text, full.generate_batch(requests, GREEDY), strict=True))

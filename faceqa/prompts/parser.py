@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .matching import words
-from .taxonomy import ATTRIBUTES, field_names, resolve
+from .taxonomy import ATTRIBUTES, field_names, resolve_label
 from .templates import COT_HEADINGS, MCQ_LETTERS
 
 # Keys under which a model puts "the answer" when it does not name the attribute.
@@ -111,7 +111,7 @@ def _from_values(attribute: str, raw: str, values: list[Any]) -> ParsedAnswer:
                                                   f"{json.dumps(value)[:80]}, not a label")
         if value is None:
             return ParsedAnswer(None, False, raw, f"the {attribute} field is null")
-        results.append(resolve(attribute, value))
+        results.append(resolve_label(attribute, value))
     failed = next((r for r in results if r.label is None), None)
     if failed is not None:
         return ParsedAnswer(None, False, raw, failed.reason)
@@ -137,7 +137,7 @@ def _parse(attribute: str, raw: str, documents: list[Any]) -> ParsedAnswer:
     values = _field_lines(raw, names) or _field_lines(raw, _GENERIC_KEYS)
     if values:
         return _from_values(attribute, raw, values)
-    result = resolve(attribute, strip_markdown(raw))
+    result = resolve_label(attribute, strip_markdown(raw))
     return ParsedAnswer(result.label, result.label is not None, raw, result.reason)
 
 

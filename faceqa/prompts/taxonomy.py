@@ -191,7 +191,7 @@ def decide(attribute: str, found: list[Mention]) -> Resolution:
     return Resolution(None, next(m.note for m in found if m.note))
 
 
-def resolve(attribute: str, text: str | int | float) -> Resolution:
+def resolve_label(attribute: str, text: str | int | float) -> Resolution:
     """Like `normalize`, with the reason: which words gave the label, or why there is none."""
     _attribute(attribute)
     if isinstance(text, bool) or not isinstance(text, str | int | float):
@@ -212,9 +212,9 @@ def normalize(attribute: str, text: str | int | float) -> str | None:
     """Canonical label named by free text ("joy", "Latino_Hispanic", "about 35", "70+") or None.
 
     None means the text names no label, several, a negated one, an age range that
-    straddles groups, or a class we do not have; `resolve` says which.
+    straddles groups, or a class we do not have; `resolve_label` says which.
     """
-    return resolve(attribute, text).label
+    return resolve_label(attribute, text).label
 
 
 # --- other datasets' labels -> ours ---------------------------------------------------------------
