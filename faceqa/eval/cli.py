@@ -183,6 +183,7 @@ def run(
     facexbench = format == "facexbench"  # multiple-choice questions, not labelled faces: own reader and report
     config = EvalConfig(_parse_tasks(tasks), limit, concurrency, seed, bootstrap, min_group_size, plots, progress,
                         retry_failed)
+    skills = cli_runs.skills_requested(config.tasks, format)  # a bad mix of tasks fails before any call
     recipe: dict[str, str] = {}
     try:
         if not facexbench:
@@ -191,7 +192,7 @@ def run(
     except ValueError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from None
-    if cli_runs.skills_requested(config.tasks, format):
+    if skills:
         if ray:
             raise typer.BadParameter("--ray runs labelled-face evaluations; skill tasks run in this process")
         cli_runs.run_skills(dataset, out, config, endpoint, model, api_key, prompt_style, max_tokens, split, cache)
