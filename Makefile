@@ -42,6 +42,7 @@ demo: install models
 
 test: install-test models browser vllm
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	$(MAKE) wheel-check
 
