@@ -46,13 +46,14 @@ test: install-test models browser vllm
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	$(MAKE) wheel-check
 
-# The edit-test loop (README, Tests): lint, then every test except the vLLM, browser and slow ones and the modules
-# that load tiny transformers checkpoints or start Ray. `make test` remains the gate.
+# The edit-test loop (README, Tests): lint, then every test except the vLLM, browser and slow ones, the modules that
+# load tiny transformers checkpoints, start Ray or spawn CLI/Streamlit processes, and fuzzing at 25 cases a property
+# instead of 250. `make test` remains the gate.
 FAST_SKIP := test_vlm_attributes test_vlm_backends test_vlm_serve test_api_vlm test_ray_build test_ray_eval \
-	test_ray_llm test_eval_e2e
+	test_ray_llm test_eval_e2e test_cli test_app_launch test_app_chat
 test-fast:
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not vllm and not browser and not slow" \
+	FACEQA_FUZZ_EXAMPLES=25 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not vllm and not browser and not slow" \
 	  $(foreach m,$(FAST_SKIP),--ignore=tests/$(m).py)
 
 # The built wheel in a fresh venv, analysing a photo outside the repository (package data, entry point).
