@@ -26,7 +26,9 @@ class ImageRef:
 
 
 @dataclass
-class Turn:
+class UserTurn:
+    """One user message of a request: its text and its images (not the assistant's conversation turn)."""
+
     question: str
     images: list[ImageRef] = field(default_factory=list)
 
@@ -44,7 +46,7 @@ def message_text(message: Message) -> str:
     return "\n".join(part.text for part in message.content if not isinstance(part, ImagePart))
 
 
-def user_turns(messages: list[Message], config: ServerConfig) -> list[Turn]:
+def user_turns(messages: list[Message], config: ServerConfig) -> list[UserTurn]:
     """The user turns in order, checked against the server's limits; the last one is the question."""
     if len(messages) > config.max_messages:
         raise APIError(400, f"{len(messages)} messages is over this server's limit of {config.max_messages}",
@@ -52,7 +54,7 @@ def user_turns(messages: list[Message], config: ServerConfig) -> list[Turn]:
     if messages[-1].role != "user":
         raise APIError(400, "the last message must be the user's question", param=f"messages[{len(messages) - 1}]",
                        code="invalid_value")
-    turns: list[Turn] = []
+    turns: list[UserTurn] = []
     count = 0
     for index, message in enumerate(messages):
         parts = message.content if isinstance(message.content, list) else []
@@ -73,7 +75,7 @@ def user_turns(messages: list[Message], config: ServerConfig) -> list[Turn]:
                            param=f"messages[{index}].content", code="too_many_images")
         refs = [ImageRef(p.image_url if isinstance(p.image_url, str) else p.image_url.url,
                          f"messages[{index}].content[{i}].image_url") for i, p in images]
-        turns.append(Turn(question, refs))
+        turns.append(UserTurn(question, refs))
     if not turns[-1].question:
         turns[-1].question = DEFAULT_QUESTION
     return turns

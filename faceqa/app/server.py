@@ -32,7 +32,7 @@ from faceqa.schema import ImageError
 from . import errors
 from .completions import completion, output_format, reply, stream
 from .config import VLM_MODEL, ServerConfig
-from .dialogue import Turn, count_tokens, message_text, user_turns
+from .dialogue import UserTurn, count_tokens, message_text, user_turns
 from .errors import APIError
 from .metrics import Metrics
 from .middleware import BodyLimit, HostCheck, RequestContext
@@ -47,7 +47,7 @@ from .openai_schema import (
     ModelList,
 )
 from .policy import ImageFetcher, check_api_key
-from .service import Image, Service
+from .service import RequestImage, Service
 
 MAX_JSON_ITEMS = 50_000  # JSON objects, arrays and commas in a request body; real requests have a few hundred
 _ERROR_TEXT = {
@@ -122,9 +122,9 @@ def create_app(config: ServerConfig, service: Service | None = None, fetcher: Im
             raise APIError(400, f"the messages hold {size:,} characters of text, over this server's limit of "
                            f"{config.max_text_chars:,}", param="messages", code="text_too_long")
 
-    async def fetch(turns: list[Turn]) -> list[Image]:
+    async def fetch(turns: list[UserTurn]) -> list[RequestImage]:
         refs = [ref for turn in turns for ref in turn.images]
-        return [Image(await fetcher.fetch(ref.url, ref.param), ref.param) for ref in refs]
+        return [RequestImage(await fetcher.fetch(ref.url, ref.param), ref.param) for ref in refs]
 
     @app.get("/health", response_model=Health, tags=["service"])
     async def health() -> Health:
@@ -183,11 +183,11 @@ def create_app(config: ServerConfig, service: Service | None = None, fetcher: Im
             raise APIError(400, f"{len(body.images)} images is over this server's limit of {config.max_images}",
                            param="images", code="too_many_images")
         async with deadline() as until:
-            inputs: list[Image | ImageError] = []
+            inputs: list[RequestImage | ImageError] = []
             for index, url in enumerate(body.images):
                 param = f"images[{index}]"
                 try:
-                    inputs.append(Image(await fetcher.fetch(url, param), param))
+                    inputs.append(RequestImage(await fetcher.fetch(url, param), param))
                 except APIError as error:  # one bad image never sinks the batch
                     remote = url.lower().startswith(("http:", "https:"))
                     inputs.append(ImageError(path=url[:2000] if remote else None, error=error.message))

@@ -39,7 +39,7 @@ from faceqa.schema import Answer, ImageError, ImageReport
 from faceqa.vlm.base import Completion, GenerationParams, ImageLike, PromptOrMessages, VLMBackend, VLMError, VLMRequest
 
 from .config import VLM_MODEL, ServerConfig
-from .dialogue import Turn
+from .dialogue import UserTurn
 from .errors import APIError
 from .metrics import Metrics
 
@@ -71,7 +71,9 @@ class Budget:
 
 
 @dataclass
-class Image:
+class RequestImage:
+    """One image of a request, as sent (not the assistant's `Image`, which is anything it can load)."""
+
     data: bytes
     param: str
     rgb: np.ndarray | None = None  # decoded ahead of the model worker when its analysis is not cached
@@ -249,7 +251,7 @@ class Service:
         raise APIError(404, f"the model {model[:64]!r} does not exist; this server has {', '.join(self.config.models)}",
                        param=param, code="model_not_found")
 
-    async def converse(self, model: str, turns: list[Turn], images: list[Image], until: float) -> Answer:
+    async def converse(self, model: str, turns: list[UserTurn], images: list[RequestImage], until: float) -> Answer:
         """Replay the earlier user questions to rebuild the conversation, then answer the last one."""
         if not images:
             raise APIError(400, "there is no photo in the conversation: add one as an image_url part of a user "
@@ -257,12 +259,12 @@ class Service:
         return await self._run(model, images, False, until,
                                lambda worker, ready: self._converse(worker, model, turns, ready))
 
-    async def analyze(self, model: str, images: list[Image | ImageError], embeddings: bool,
+    async def analyze(self, model: str, images: list[RequestImage | ImageError], embeddings: bool,
                       until: float) -> list[ImageReport | ImageError]:
         """One result per input in order; an input that failed (a refused URL, a broken photo, no usable VLM
         answer) is an ImageError in its place and the others are still analysed."""
 
-        def one(worker: Worker, item: Image | ImageError) -> ImageReport | ImageError:
+        def one(worker: Worker, item: RequestImage | ImageError) -> ImageReport | ImageError:
             if isinstance(item, ImageError):
                 return item
             try:
@@ -275,7 +277,7 @@ class Service:
                 log.exception("analysing %s failed", item.param)
                 return ImageError(error="the photo could not be analysed (a server error; the server log says why)")
 
-        def job(worker: Worker, ready: list[Image | ImageError]) -> list[ImageReport | ImageError]:
+        def job(worker: Worker, ready: list[RequestImage | ImageError]) -> list[ImageReport | ImageError]:
             return [one(worker, item) for item in ready]
 
         return await self._run(model, images, embeddings, until, job, one_by_one=True)
@@ -313,7 +315,7 @@ class Service:
         its own slot (`one_by_one`, as in a batch analysis)."""
         ready = []
         for item in images:
-            if isinstance(item, Image) and (model, item.digest, embeddings) not in self.cache:
+            if isinstance(item, RequestImage) and (model, item.digest, embeddings) not in self.cache:
                 try:
                     item.rgb = self._load(item)
                 except APIError as error:
@@ -323,7 +325,7 @@ class Service:
             ready.append(item)
         return ready
 
-    def _load(self, image: Image) -> np.ndarray:
+    def _load(self, image: RequestImage) -> np.ndarray:
         if image.rgb is not None:
             return image.rgb
         try:
@@ -344,7 +346,7 @@ class Service:
             return job(worker, ready)
         finally:
             pool.idle.put(worker)
-    def _converse(self, worker: Worker, model: str, turns: list[Turn], images: list[Image]) -> Answer:
+    def _converse(self, worker: Worker, model: str, turns: list[UserTurn], images: list[RequestImage]) -> Answer:
         from faceqa.assistant import Conversation
 
         reports = [self._report(worker, model, image) for image in images]
@@ -372,7 +374,7 @@ class Service:
                                       **(seeing if number == len(turns) else {}))
         return answer
 
-    def _with_identities(self, worker: Worker, plan, reports: list[ImageReport], images: list[Image]
+    def _with_identities(self, worker: Worker, plan, reports: list[ImageReport], images: list[RequestImage]
                          ) -> list[ImageReport]:
         """Reports with identity embeddings for the faces a same-person question compares.
 
@@ -392,7 +394,7 @@ class Service:
             reports[number - 1] = reports[number - 1].model_copy(update={"faces": faces})
         return reports
 
-    def _report(self, worker: Worker, model: str, image: Image, embeddings: bool = False) -> ImageReport:
+    def _report(self, worker: Worker, model: str, image: RequestImage, embeddings: bool = False) -> ImageReport:
         worker.budget.check()
         key = (model, image.digest, embeddings)
         report = self.cache.get(key)
