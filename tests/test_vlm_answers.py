@@ -143,11 +143,9 @@ def test_the_marks_resolver_answers_only_a_number_drawn_on_the_photo(examples, g
 def test_the_api_routes_faceqa_vlm_questions_to_the_vlm_with_the_photo_it_was_sent(examples):
     """`faceqa serve --vlm-*`: attribute crops get labels with logprobs; the other kinds get the stand-in's replies."""
     import json
-    import threading
-    from http.server import ThreadingHTTPServer
 
     import openai
-    from api_server import data_url, running
+    from api_server import data_url, running, stand_in
     from eval_standin import JSONHandler
 
     from faceqa.app.config import ServerConfig
@@ -170,12 +168,9 @@ def test_the_api_routes_faceqa_vlm_questions_to_the_vlm_with_the_photo_it_was_se
                                           "message": {"role": "assistant", "content": text}}],
                              "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), VLM)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    vlm = f"http://127.0.0.1:{server.server_address[1]}/v1"
     url = data_url((examples / "group.jpg").read_bytes())
-    try:
+    with stand_in(VLM) as server:
+        vlm = f"http://127.0.0.1:{server.server_address[1]}/v1"
         with running(ServerConfig(vlm_base_url=vlm, vlm_model="tiny-vlm")) as api, \
                 openai.OpenAI(base_url=f"{api}/v1", api_key="unused", max_retries=0) as client:
             def ask(model: str, question: str) -> str:
@@ -191,5 +186,3 @@ def test_the_api_routes_faceqa_vlm_questions_to_the_vlm_with_the_photo_it_was_se
             before = len(received)
             assert not ask("faceqa-local", "Is anyone wearing glasses?").startswith(OPEN_PREFIX)
             assert len(received) == before  # faceqa-local never asks the VLM
-    finally:
-        server.shutdown()

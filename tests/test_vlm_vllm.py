@@ -54,14 +54,12 @@ def vllm_interpreter():
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from faceqa.dev.tiny import make_tiny_lora, make_tiny_vlm
+def tiny(tiny_checkpoints):
     from faceqa.vlm.checkpoint import merge_lora
 
-    root = tmp_path_factory.mktemp("tiny-vllm")
+    root = tiny_checkpoints.root
     for arch in ("paligemma", "llava"):
-        make_tiny_vlm(arch, root / arch)
-        make_tiny_lora(root / arch, root / f"{arch}-lora")
+        tiny_checkpoints.lora(arch)
     merge_lora(root / "llava", root / "llava-lora", root / "llava-merged")
     return root
 
