@@ -54,11 +54,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def start_server(*options: str) -> Iterator[tuple[str, int]]:
-    """`faceqa serve` in a child process on a free loopback port; yields its URL and pid."""
+def start_server(*options: str, code: Path = ROOT, log_level: str = "warning") -> Iterator[tuple[str, int]]:
+    """`faceqa serve` from the source tree `code` in a child process on a free loopback port; yields URL and pid."""
     port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(code)}
     process = subprocess.Popen([sys.executable, "-c", LAUNCH, "--host", "127.0.0.1", "--port", str(port),
-                                "--log-level", "warning", *options], cwd=ROOT)
+                                "--log-level", log_level, *options], cwd=code, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

@@ -17,22 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from bench_api import free_port
+from bench_api import start_server
 from record import save
 
 ROOT = Path(__file__).resolve().parent.parent
-LAUNCH = "import typer; from faceqa.app.cli import serve; typer.run(serve)"
 PHOTO = "data:image/jpeg;base64," + __import__("base64").b64encode((ROOT / "faceqa/examples/group.jpg")
                                                                     .read_bytes()).decode()
 
@@ -65,33 +59,6 @@ def hostile() -> dict[str, bytes]:
             {"type": "text", "text": "how old?"},
             {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "QUJD" * 5_000_000}}]}]),
     }
-
-
-@contextmanager
-def server(code: Path) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(code)}
-    process = subprocess.Popen([sys.executable, "-c", LAUNCH, "--port", str(port), "--log-level", "error"],
-                               cwd=code, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def poll_health(url: str, stop: threading.Event) -> list[float]:
@@ -143,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     words = [word for word in args.kinds.split(",") if word]
     results = {"code": str(args.code), "seconds_per_kind": args.seconds}
-    with server(args.code) as url:
+    with start_server(code=args.code, log_level="error") as (url, _):
         results["idle"] = measure(url, None, args.seconds)
         for name, body in hostile().items():
             if words and not any(word in name for word in words):
