@@ -35,7 +35,6 @@ from faceqa.schema import FaceReport, ImageReport
 EXAMPLES = resources.files("faceqa") / "examples"
 STYLE = Path(str(resources.files("faceqa.app") / "data" / "chat.css"))
 UPLOAD_TYPES = [suffix.removeprefix(".") for suffix in IMAGE_SUFFIXES]
-MAX_UPLOAD_PIXELS = 40_000_000
 EMBEDDED = "Embedded engine (offline)"
 TAB = "photo_tab"  # session-state key of the photo tabs: the page switches them to the photo an answer is about
 log = logging.getLogger("faceqa.app.chat")
@@ -133,7 +132,7 @@ def add_photo(name: str, data: bytes) -> None:
         return
     state.seen.add(key)
     try:
-        rgb = load_image(data, max_pixels=MAX_UPLOAD_PIXELS)
+        rgb = load_image(data)  # the limits every entry point shares (faceqa.images)
     except BadImage as error:
         say("assistant", f"I can't use **{name}**: {str(error).removeprefix('image data: ')}.")
         return
