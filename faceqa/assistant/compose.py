@@ -71,16 +71,18 @@ def _join(items: Sequence[str], conjunction: str = "and") -> str:
 
 @dataclass
 class Pair:
-    """Identity similarity of two faces (cosine of embeddings; `same` at or above the model's threshold)."""
+    """Identity similarity of two faces (cosine of embeddings; `same` by the one match rule, faces.identity)."""
 
     a: FaceRef
     b: FaceRef
     cosine: float
-    threshold: float
+    threshold: float  # for the wording; the decision is same_person's
 
     @property
     def same(self) -> bool:
-        return self.cosine >= self.threshold
+        from faceqa.faces.identity import same_person  # lazily: the assistant loads no face model code on import
+
+        return same_person(self.cosine)
 
 
 @dataclass

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from faceqa.prompts.taxonomy import display
+from faceqa.prompts.templates import ordinal
 from faceqa.schema import FaceReport, LabelScore
 
 from .plan import FaceRef, Status
 from .referents import Referent
 from .referring import Person, Problem, fits, select
-from .vocabulary import vocabulary
 
 Faces = dict[FaceRef, FaceReport]
 
@@ -160,7 +160,7 @@ def _choose(
             else None
         )
         if plain != chosen[0]:
-            nth = f"{ordinal_word(ref.nth)} " if ref.nth > 1 else ""
+            nth = f"{ordinal(ref.nth)} " if ref.nth > 1 else ""
             how.append(f"the {nth}{'leftmost' if ref.side == 'left' else 'rightmost'} of those")
     if ref.size:
         how.append(f"the {ref.size} face" + (" (a stand-in for closest)" if ref.size == "largest" else ""))
@@ -195,7 +195,7 @@ def _why(problem: Problem, ref: Referent, among: list[FaceRef]) -> str:
         case "two_middle":
             return "there is an even number of faces, so two are in the middle"
         case "too_few":
-            return f"there are only {len(among)} such faces, no {ordinal_word(ref.nth)} from the {ref.side}"
+            return f"there are only {len(among)} such faces, no {ordinal(ref.nth)} from the {ref.side}"
         case "size_tie":
             return f"the two {ref.size} faces are within 5% of each other in size"
         case "no_ages":
@@ -301,11 +301,6 @@ def _mismatch_note(ref: Referent) -> str:
 # --- naming faces in answers ------------------------------------------------------------------
 
 
-def ordinal_word(n: int) -> str:
-    words = {v: k for k, v in vocabulary().ordinals.items() if v > 0}
-    return words.get(n, f"{n}th")
-
-
 def position(ref: FaceRef, faces: Faces) -> str:
     """Where a face sits among the faces of its image, in words."""
     ids = sorted(r.face for r in faces if r.image == ref.image)
@@ -319,7 +314,7 @@ def position(ref: FaceRef, faces: Faces) -> str:
     if i == 0 or i == n - 1:
         return "far " + ("left" if i == 0 else "right")
     k, side = (i + 1, "left") if i < n / 2 else (n - i, "right")
-    return f"{ordinal_word(k)} from the {side}"
+    return f"{ordinal(k)} from the {side}"
 
 
 def label(ref: FaceRef, faces: Faces, n_images: int, where: bool = True) -> str:
