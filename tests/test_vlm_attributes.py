@@ -104,7 +104,7 @@ def test_unreadable_answers_leave_the_field_empty_and_are_reported(backend, grou
         else:  # an unreadable one is empty, and reported with the parser's reason and the raw text
             assert getattr(face, attribute) is None and attribute not in face.sources
             failure = reported[(face_id, attribute)]
-            assert failure.reason == expected.reason and failure.answer == text
+            assert failure.reason == expected.reason and failure.answer == text and failure.kind == "unreadable"
 
 
 def test_backend_errors_become_failures(group_rgb, group_report):
@@ -115,7 +115,7 @@ def test_backend_errors_become_failures(group_rgb, group_report):
     filled = engine.fill(group_rgb, group_report)
     assert all(face.emotion is None for face in filled.faces)
     assert [f.face for f in engine.last_failures] == [f.id for f in group_report.faces]
-    assert all("503" in f.reason for f in engine.last_failures)
+    assert all("503" in f.reason and f.kind == "no_answer" for f in engine.last_failures)
 
 
 def test_crops_mode_sends_each_face_alone_with_the_prompts_question(group_rgb, group_report):

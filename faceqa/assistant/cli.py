@@ -88,7 +88,7 @@ def ask(
         err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     failures = getattr(attributes, "last_failures", [])
-    unanswered = [f for f in failures if f.reason.startswith("no answer")]
+    unanswered = [f for f in failures if f.kind == "no_answer"]
     if unanswered and len(unanswered) == getattr(attributes, "last_attempts", 0):
         reason = unanswered[0].reason
         err.print(f"[red]error:[/red] the VLM gave no answers ({reason})", highlight=False, soft_wrap=True)

@@ -50,10 +50,12 @@ def gather(plan: Plan, faces: dict[FaceRef, FaceReport], rgbs: Sequence[np.ndarr
             for a, b in itertools.combinations(plan.targets, 2)
         ]
     if plan.intent == "reasoning":
+        from faceqa.faces.engine import GEOMETRIC_AU_SOURCE
+
         for ref in plan.targets:
             face = faces[ref]
             if face.emotion is not None:
-                geometric = "geometric" in face.sources.get("action_units", "")
+                geometric = face.sources.get("action_units") == GEOMETRIC_AU_SOURCE
                 scores = face.emotion.scores or {face.emotion.label: face.emotion.score}
                 evidence.cots[ref] = compose_cot(face.action_units, face.emotion.label, scores, geometric=geometric)
     return evidence

@@ -45,10 +45,11 @@ MODELS: dict[str, Callable[[int], AttributeModel]] = {
 }
 DEFAULT_MODELS = ("faceapi-age-gender", "faceapi-expression")  # chosen on bench/bench_accuracy.py
 
+GEOMETRIC_AU_SOURCE = "faceqa geometric AU cues (68 landmarks vs. mean 300-W face)"  # the engine's AUs' provenance
 SOURCES = {
     "detection": "YuNet 2023mar int8 (OpenCV Zoo)",
     "landmarks68": "dlib shape_predictor_68_face_landmarks",
-    "action_units": "faceqa geometric AU cues (68 landmarks vs. mean 300-W face)",
+    "action_units": GEOMETRIC_AU_SOURCE,
 }
 
 

@@ -66,6 +66,9 @@ class VLMAttributesConfig:
             raise ValueError(f"margin must be non-negative, got {self.margin}")
 
 
+FailureKind = Literal["no_answer", "unreadable", "no_probability", "crop"]  # no_answer: the backend gave none
+
+
 @dataclass(frozen=True)
 class AttributeFailure:
     """One attribute of one face the model's answer did not give (its text, not the image, is kept)."""
@@ -74,6 +77,7 @@ class AttributeFailure:
     attribute: str
     reason: str
     answer: str | None = None
+    kind: FailureKind = "unreadable"  # what callers act on; `reason` is only for people
 
 
 class VLMAttributes:
@@ -114,7 +118,7 @@ class VLMAttributes:
                 try:
                     image = crops.face_crop(rgb, face.box, self.config.margin, self.config.crop_size)
                 except ValueError as error:
-                    failures += [AttributeFailure(face.id, a, str(error)) for a in self.config.attributes]
+                    failures += [AttributeFailure(face.id, a, str(error), kind="crop") for a in self.config.attributes]
                     continue
             for attribute in self.config.attributes:
                 question = self._question(attribute, face, len(report.faces))
@@ -153,7 +157,7 @@ class VLMAttributes:
 
     def _read(self, face: int, attribute: str, result) -> tuple[object, AttributeFailure | None]:
         if isinstance(result, VLMError):
-            return None, AttributeFailure(face, attribute, f"no answer: {result}")
+            return None, AttributeFailure(face, attribute, f"no answer: {result}", kind="no_answer")
         parsed = parse_answer(attribute, result.text)
         if not parsed.ok:
             return None, AttributeFailure(face, attribute, parsed.reason, result.text)
@@ -161,7 +165,8 @@ class VLMAttributes:
         if attribute == "age_group":
             return AgeEstimate(group=parsed.label, score=score), None
         if score is None:  # LabelScore needs one: a backend that gives no logprobs cannot fill it honestly
-            return None, AttributeFailure(face, attribute, "the backend returned no probability", result.text)
+            return None, AttributeFailure(face, attribute, "the backend returned no probability", result.text,
+                                         kind="no_probability")
         return LabelScore(label=parsed.label, score=score), None
 
     def fill(self, rgb: np.ndarray, report: ImageReport) -> ImageReport:
