@@ -184,6 +184,44 @@ def test_faceqa_ask_uses_the_prompt_style_the_served_adapter_was_trained_with(ti
             result.output
 
 
+def test_the_served_adapter_is_sent_the_face_crop_its_recipe_records(tiny, tmp_path, examples):
+    """The crop travels with the adapter: `faceqa ask --backend vlm` and `faceqa serve`'s faceqa-vlm read it."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    import faceqa
+    from faceqa import crops
+    from faceqa.app.config import ServerConfig
+    from faceqa.app.service import _vlm_attributes
+    from faceqa.cli import app as faceqa_app
+    from faceqa.images import load_image
+    from faceqa.vlm.recipe import Recipe, crop_of, served_recipe
+
+    adapter = _adapter_with_recipe(tiny, tmp_path / "lora")
+    Recipe(str(tiny / "paligemma"), "paligemma", "paligemma", "image", 96, 0.5).save(adapter)
+    models = [{"id": "faces", "object": "model", "root": str(adapter)}]
+    photo = examples / "astronaut.png"
+    with FakeVLLM(models) as vllm:
+        result = CliRunner().invoke(faceqa_app, ["ask", "--backend", "vlm", "--base-url", vllm.base_url, "--model",
+                                                 "faces", str(photo), "How does she feel?"])
+        assert result.exit_code == 0, result.output
+        style, recipe = served_recipe("auto", vllm.base_url, "faces")
+    sent = [p["image_url"]["url"] for body in vllm.received for p in body["messages"][0]["content"]
+            if p["type"] == "image_url"]
+    assert sent
+    expected = crops.face_crop(load_image(photo), faceqa.analyze(photo).faces[0].box, 0.5, 96)
+    for url in sent:
+        pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
+        assert pixels.shape == (96, 96, 3) and np.abs(pixels.astype(int) - expected.astype(int)).mean() < 2
+    assert (style, crop_of(recipe)) == ("paligemma", {"margin": 0.5, "crop_size": 96})
+    config = ServerConfig(vlm_base_url=vllm.base_url, vlm_model="faces", vlm_crop=crop_of(recipe))
+    settings = _vlm_attributes(config, lambda: None).config
+    assert (settings.margin, settings.crop_size) == (0.5, 96)
+
+
 def test_faceqa_serve_checks_the_vlm_model_before_serving(tiny, tmp_path):
     from faceqa.cli import app as faceqa_app
 

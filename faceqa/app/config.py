@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from faceqa.prompts.templates import STYLES
@@ -46,6 +47,7 @@ class ServerConfig:
     vlm_model: str | None = None
     vlm_api_key: str | None = field(default=None, repr=False)
     vlm_style: str = "chat"  # prompt wording: "chat", or "paligemma" for PaliGemma's task prefixes
+    vlm_crop: dict[str, Any] = field(default_factory=dict)  # the adapter's trained crop (recipe.crop_of); {}: defaults
     # Host headers answered (DNS-rebinding protection); empty means the loopback names when listening on
     # loopback, and any host otherwise (then API keys are required anyway); "*" turns the check off.
     allowed_hosts: tuple[str, ...] = ()

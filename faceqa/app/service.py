@@ -136,7 +136,8 @@ class Worker:
 
             self.attributes = _vlm_attributes(config, lambda: self.budget)
             # The reports come filled by `attributes`; the VLM also takes hard referents, reasoning, open questions.
-            self.assistant = VLMAssistant(self.attributes.backend, style=config.vlm_style, engine=self.engine)
+            self.assistant = VLMAssistant(self.attributes.backend, style=config.vlm_style, engine=self.engine,
+                                          crop=self.attributes.config)
 
 
 class DeadlineBackend(VLMBackend):
@@ -197,7 +198,8 @@ def _vlm_attributes(config: ServerConfig, budget: Callable[[], Budget]):
         raise ValueError("faceqa-vlm needs vlm_base_url and vlm_model (ServerConfig.check says so first)")
     inner = OpenAIBackend(config.vlm_base_url, config.vlm_model, config.vlm_api_key, timeout=config.request_timeout)
     style = cast(Literal["chat", "paligemma"], config.vlm_style)  # one of prompts.templates.STYLES, by check()
-    return VLMAttributes(DeadlineBackend(inner, inner.client, budget), VLMAttributesConfig(style=style))
+    settings = VLMAttributesConfig(style=style, **config.vlm_crop)  # the crop the adapter was trained on
+    return VLMAttributes(DeadlineBackend(inner, inner.client, budget), settings)
 
 
 class _Pool:

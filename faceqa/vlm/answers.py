@@ -81,11 +81,13 @@ class VLMAssistant(Assistant):
     """An `Assistant` whose attributes, hard referents, expression reasoning and open questions use a VLM."""
 
     def __init__(self, backend: VLMBackend, *, style: str = "chat", attributes: VLMAttributes | None = None,
-                 engine: FaceEngine | None = None, reasoning_tokens: int = 400, open_tokens: int = 200):
+                 engine: FaceEngine | None = None, reasoning_tokens: int = 400, open_tokens: int = 200,
+                 crop: VLMAttributesConfig | None = None):
         """`attributes`, when given, reads the per-face attributes from crops (its crop is used for reasoning too);
-        without it the embedded engine's attributes stand and only the other kinds go to the VLM."""
+        without it the embedded engine's attributes stand and only the other kinds go to the VLM. `crop` names the
+        face crop for reasoning when `attributes` is not given (default: faceqa.crops')."""
         self.vlm, self.style = backend, style
-        config = attributes.config if attributes is not None else VLMAttributesConfig(style=style)  # type: ignore[arg-type]
+        config = attributes.config if attributes is not None else crop or VLMAttributesConfig(style=style)  # type: ignore[arg-type]
         self.crop = (config.margin, config.crop_size)
         self.reasoning_tokens, self.open_tokens = reasoning_tokens, open_tokens
         super().__init__(engine, attributes=attributes, resolver=MarksResolver(backend, style))

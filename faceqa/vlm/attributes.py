@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -181,10 +181,12 @@ class VLMAttributes:
 
 def served_attributes(
     base_url: str, model: str, api_key: str | None = None, style: Literal["chat", "paligemma"] = "chat",
-    timeout: float = 120.0,
+    timeout: float = 120.0, crop: dict[str, Any] | None = None,
 ) -> VLMAttributes:
-    """The attribute engine over any OpenAI-compatible server (vLLM, a hosted model): what `--backend vlm` means."""
+    """The attribute engine over any OpenAI-compatible server (vLLM, a hosted model): what `--backend vlm` means.
+
+    `crop`: the face crop the adapter was trained on (`recipe.crop_of`), else faceqa.crops' defaults."""
     from .openai_backend import OpenAIBackend
 
     backend = OpenAIBackend(base_url=base_url, model=model, api_key=api_key, timeout=timeout)
-    return VLMAttributes(backend, VLMAttributesConfig(style=style))
+    return VLMAttributes(backend, VLMAttributesConfig(style=style, **(crop or {})))

@@ -140,18 +140,28 @@ def resolve_style(style: str, recipe: Recipe | None, architecture: str | None) -
     return cast(PromptStyle, recipe.prompt_style) if recipe is not None else style_of_architecture(architecture)
 
 
-def served_style(style: str, base_url: str, model: str, api_key: str | None = None) -> PromptStyle:
-    """The prompt style for `model` at an OpenAI-compatible server; checks that the server serves it.
+def served_recipe(
+    style: str, base_url: str, model: str, api_key: str | None = None,
+) -> tuple[PromptStyle, Recipe | None]:
+    """The prompt style for `model` at an OpenAI-compatible server, and its adapter's recipe when readable here.
 
-    With "auto", the adapter's recipe when the server names a folder readable here
-    (vLLM's `root`), else the architecture of that folder or of the LoRA's parent.
+    Checks first that the server serves `model`. The recipe is found through the folder
+    the server names (vLLM's `root`, else the LoRA's `parent`); with "auto" the style is
+    the recipe's, else that folder's architecture's, else chat. The recipe also says
+    which face crop the adapter was trained on (`crop_of`).
     """
     entry = served_model(base_url, model, api_key)
-    if style != "auto":
-        return resolve_style(style, None, None)
     for path in (entry.get("root"), entry.get("parent")):
         if path:
             recipe, architecture = recipe_of(path)
             if recipe is not None or architecture is not None:
-                return resolve_style("auto", recipe, architecture)
-    return "chat"
+                return resolve_style(style, recipe, architecture), recipe
+    return resolve_style(style, None, None) if style != "auto" else "chat", None
+
+
+def crop_of(recipe: Recipe | None) -> dict[str, Any]:
+    """The face crop an adapter was trained on, as VLMAttributesConfig fields (margin, crop_size); {} if unknown."""
+    if recipe is None:
+        return {}
+    trained = {"margin": recipe.crop_margin, "crop_size": recipe.image_size}
+    return {name: value for name, value in trained.items() if value is not None}
