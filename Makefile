@@ -35,10 +35,11 @@ vllm:
 
 demo: install models
 	$(BIN)/faceqa analyze $(EXAMPLE)
-	$(BIN)/faceqa ask $(EXAMPLE) "How many people are there?"
 	$(BIN)/faceqa ask $(EXAMPLE) "What is the gender, age and emotion of the person on the far left?"
 	$(BIN)/faceqa ask $(EXAMPLE) "Who is the oldest?"
-	$(BIN)/faceqa ask $(EXAMPLE) "Explain her expression step by step"
+	$(BIN)/faceqa ask $(EXAMPLE) "how many people are there, and what is the gender of the person on the far left?"
+	$(BIN)/faceqa ask $(EXAMPLE) "Explain the expression of person 3 step by step"
+	$(BIN)/faceqa ask $(EXAMPLE) "Is he a criminal?"
 
 test: install-test models browser vllm
 	$(BIN)/ruff check .
