@@ -292,3 +292,17 @@ def test_paligemma_answers_with_the_prefix_mask_its_adapter_recorded(tiny, tmp_p
     causal = TransformersBackend(tiny / "paligemma", adapter=tiny / "paligemma-lora", prefix_attention="causal")
     assert recorded.generate_batch(requests, params) == causal.generate_batch(requests, params)
     assert recorded.generate_batch(requests, params) != full.generate_batch(requests, params)
+
+
+def test_a_paligemma_checkpoint_without_a_chat_template_is_prompted_as_vllm_is(tiny, tmp_path):
+    """Released PaliGemma checkpoints ship no chat template; TransformersBackend uses serve-vlm's, so prompts agree."""
+    import shutil
+
+    from faceqa.vlm.transformers_backend import TransformersBackend
+
+    released = shutil.copytree(tiny / "paligemma", tmp_path / "released")
+    (released / "chat_template.jinja").unlink()
+    image = np.zeros((32, 32, 3), dtype=np.uint8)
+    prompt = "answer en How old does this person look?"
+    shipped = TransformersBackend(tiny / "paligemma")._prompt_text([image], prompt)
+    assert TransformersBackend(released)._prompt_text([image], prompt) == shipped

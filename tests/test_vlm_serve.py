@@ -26,8 +26,11 @@ def flag(argv: list[str], name: str) -> str | None:
 
 
 def test_paligemma_gets_a_chat_template_and_one_image(tiny, tmp_path):
-    (tiny / "paligemma" / "chat_template.jinja").unlink(missing_ok=True)  # as released checkpoints ship
-    argv, env = vllm_command(ServeConfig(model=str(tiny / "paligemma"), cpu=True), PYTHON, tmp_path)
+    import shutil
+
+    released = shutil.copytree(tiny / "paligemma", tmp_path / "paligemma")  # never edit the run's shared checkpoint
+    (released / "chat_template.jinja").unlink(missing_ok=True)  # as released checkpoints ship
+    argv, env = vllm_command(ServeConfig(model=str(released), cpu=True), PYTHON, tmp_path)
     assert argv[:3] == [str(PYTHON), "-m", "vllm.entrypoints.openai.api_server"]
     assert json.loads(flag(argv, "--limit-mm-per-prompt")) == {"image": 1}
     template = Path(flag(argv, "--chat-template"))

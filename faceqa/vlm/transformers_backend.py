@@ -27,6 +27,7 @@ from .base import (
     to_messages,
     to_pil,
 )
+from .chat_template import CHAT_TEMPLATES
 from .recipe import PREFIX_ATTENTION, Recipe, mask_warning, set_prefix_attention
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,10 @@ class TransformersBackend(VLMBackend):
 
     def _prompt_text(self, images: Sequence[ImageLike], prompt: PromptOrMessages) -> str:
         messages = to_messages(images, prompt)
-        text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        # Released PaliGemma checkpoints ship no chat template: use the one serve-vlm gives vLLM, so both agree.
+        template = None if getattr(self.processor, "chat_template", None) else CHAT_TEMPLATES.get(self.model_type)
+        text = self.processor.apply_chat_template(messages, chat_template=template, add_generation_prompt=True,
+                                                  tokenize=False)
         if self.model_type == "paligemma":
             # PaliGemma's template emits text only; like vLLM, images go first, then <bos>.
             text = self.processor.image_token * len(images) + text
