@@ -238,16 +238,17 @@ def test_a_timed_out_analysis_stops_at_its_next_photo():
 class _FailingBackend(VLMBackend):
     name = "failing"
 
-    def __init__(self) -> None:
+    def __init__(self, retryable: bool = True) -> None:
         self.batches: list[int] = []
         self.client = None
+        self.retryable = retryable
 
     def complete(self, images, prompt, params=None):
-        raise VLMError("down")
+        raise VLMError("down", self.retryable)
 
     def complete_batch(self, requests, params=None):
         self.batches.append(len(requests))
-        return [VLMError("down")] * len(requests)
+        return [VLMError("down", self.retryable)] * len(requests)
 
 
 class _Client:
@@ -274,3 +275,12 @@ def test_vlm_calls_and_their_retries_only_get_the_time_the_request_has_left():
         inner = _FailingBackend()
         results = DeadlineBackend(inner, _Client(), lambda b=spent: b).complete_batch(requests)
         assert inner.batches == [] and all("timed out or was abandoned" in str(r) for r in results)
+
+
+def test_a_request_the_vlm_refused_is_not_sent_again():
+    from faceqa.app.service import Budget, DeadlineBackend
+
+    requests = [VLMRequest([np.zeros((4, 4, 3), np.uint8)], "q")] * 2
+    inner, budget = _FailingBackend(retryable=False), Budget(time.monotonic() + 30)
+    results = DeadlineBackend(inner, _Client(), lambda: budget).complete_batch(requests)
+    assert all(isinstance(r, VLMError) for r in results) and inner.batches == [2]

@@ -145,7 +145,8 @@ class DeadlineBackend(VLMBackend):
 
     Nothing is sent once the request is abandoned or past its deadline; each call gets the
     time left as its timeout, and a failed call is tried again (`VLM_ATTEMPTS` in all) only
-    while time is left. The openai client's own retries are off: they do not know the deadline.
+    while time is left and only if asking again may help (`VLMError.retryable`: not a 400).
+    The openai client's own retries are off: they do not know the deadline.
     """
 
     def __init__(self, inner: VLMBackend, client: object, budget: Callable[[], Budget]):
@@ -183,7 +184,8 @@ class DeadlineBackend(VLMBackend):
             answers = self.inner.complete_batch([requests[i] for i in todo], params)
             for index, answer in zip(todo, answers, strict=True):
                 results[index] = answer
-            todo = [index for index, answer in zip(todo, answers, strict=True) if isinstance(answer, VLMError)]
+            todo = [index for index, answer in zip(todo, answers, strict=True)
+                    if isinstance(answer, VLMError) and answer.retryable]
         return results
 
     def close(self) -> None:

@@ -24,7 +24,16 @@ PromptOrMessages = str | Sequence[Message]
 
 
 class VLMError(RuntimeError):
-    """One request could not be answered; the message says why (no image data in it)."""
+    """One request could not be answered; the message says why (no image data in it).
+
+    `retryable` says whether asking again may help: a timeout, a lost connection or a server
+    error may pass; a request the server refused (400, 401, 404, 413, 422...) or could not parse
+    comes back the same, so callers that retry skip it.
+    """
+
+    def __init__(self, message: str, retryable: bool = False):
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclass(frozen=True)

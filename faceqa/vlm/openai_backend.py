@@ -130,12 +130,14 @@ class OpenAIBackend(VLMBackend):
                     **self._request_kwargs(params),
                 )
             except openai.APITimeoutError:
-                raise VLMError(f"{self.base_url}: no answer within {self.timeout:g} s (retries exhausted)") from None
+                raise VLMError(f"{self.base_url}: no answer within {self.timeout:g} s (retries exhausted)",
+                               retryable=True) from None
             except openai.APIConnectionError:
-                raise VLMError(f"cannot reach {self.base_url} (retries exhausted)") from None
+                raise VLMError(f"cannot reach {self.base_url} (retries exhausted)", retryable=True) from None
             except openai.APIStatusError as error:
                 raise VLMError(
-                    f"{self.base_url} answered {error.status_code}: {_short(str(error.message))}"
+                    f"{self.base_url} answered {error.status_code}: {_short(str(error.message))}",
+                    retryable=error.status_code in (408, 409, 429) or error.status_code >= 500,  # openai's own rule
                 ) from None
         if not response.choices:
             raise VLMError(f"{self.base_url} returned no choices")
