@@ -138,6 +138,9 @@ def _inside(app: AppTest) -> bool:
 
 
 def test_the_password_gate_shows_nothing_until_the_password_is_typed(monkeypatch):
+    from faceqa.app import gate
+
+    monkeypatch.setattr(gate, "WRONG", gate.WrongPasswords())  # no other test's wrong guesses count here
     monkeypatch.setenv("FACEQA_APP_PASSWORD", "correct horse")
     app = AppTest.from_function(_gated_page).run()
     assert not _inside(app) and len(app.text_input) == 1
@@ -149,6 +152,27 @@ def test_the_password_gate_shows_nothing_until_the_password_is_typed(monkeypatch
     assert _inside(app) and not app.text_input
     app.run()  # a session that got in stays in
     assert _inside(app)
+
+
+def test_after_five_wrong_passwords_in_any_sessions_none_is_checked_for_a_minute(monkeypatch):
+    from faceqa.app import gate
+
+    now = [1000.0]
+    monkeypatch.setattr(gate, "WRONG", gate.WrongPasswords(clock=lambda: now[0]))
+    monkeypatch.setenv("FACEQA_APP_PASSWORD", "correct horse")
+
+    def attempt(password: str) -> AppTest:
+        app = AppTest.from_function(_gated_page).run()  # a new browser session for every guess
+        app.text_input[0].input(password)
+        app.button[0].click().run()
+        return app
+
+    for _ in range(gate.WRONG_LIMIT):
+        assert "Wrong password." in [e.value for e in attempt("guess").error]
+    locked = attempt("correct horse")
+    assert not _inside(locked) and "Too many wrong passwords" in locked.error[0].value
+    now[0] += gate.WINDOW_SECONDS
+    assert _inside(attempt("correct horse"))
 
 
 def test_without_a_password_the_page_opens_on_loopback_and_refuses_off_it(monkeypatch):
