@@ -108,7 +108,7 @@ def test_eval_asks_in_the_style_the_adapter_recorded_and_the_card_says_so(tmp_pa
 
     (tmp_path / "lora").mkdir()
     Recipe("/models/paligemma-3b-pt-224", "paligemma", "paligemma", "image", 224, 0.25).save(tmp_path / "lora")
-    style, card = _model_recipe(False, None, None, "EMPTY", tmp_path / "base", tmp_path / "lora", "auto", 64)
+    style, card, _ = _model_recipe(False, None, None, "EMPTY", tmp_path / "base", tmp_path / "lora", "auto", 64)
     assert style == "paligemma"
     assert card == {"prompt_style": "paligemma", "decoding": "greedy (temperature 0), at most 64 new tokens",
                     "base_model": "/models/paligemma-3b-pt-224", "adapter": str(tmp_path / "lora"),

@@ -13,16 +13,17 @@ import time
 from typing import Any
 
 from faceqa.datasets.readers import FaceRecord
-from faceqa.eval.predictor import Prediction, Predictor, UnusableInput, answered, encoded_image, prompts
+from faceqa.eval.predictor import ModelImage, Prediction, Predictor, UnusableInput, answered, prompts
 from faceqa.images import BadImage, load_image
 
 
 class VLMBackendPredictor(Predictor):
     def __init__(self, backend: Any, name: str, style: str = "chat", max_tokens: int = 64,
-                 thread_safe: bool = False):
+                 thread_safe: bool = False, image: ModelImage | None = None):
         from faceqa.vlm.base import GenerationParams
 
-        self.backend, self.name = backend, name
+        self.backend, self.image = backend, image or ModelImage()
+        self.name = name + (f"[{self.image.tag()}]" if self.image.tag() else "")
         self.prompts = prompts(style)
         self.params = GenerationParams(max_tokens=max_tokens, temperature=0.0)
         self._lock = contextlib.nullcontext() if thread_safe else threading.Lock()
@@ -32,7 +33,7 @@ class VLMBackendPredictor(Predictor):
 
     def predict(self, item: FaceRecord, task: str) -> Prediction:
         try:
-            rgb = load_image(encoded_image(item))
+            rgb = load_image(self.image(item))
         except BadImage as error:
             raise UnusableInput(str(error)) from None
         with self._lock:  # the prompts' {"type": "image"} part is the backends' own image placeholder

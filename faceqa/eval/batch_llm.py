@@ -27,7 +27,8 @@ from faceqa.cluster import RaySettings, connect
 from faceqa.datasets.readers import FaceRecord
 from faceqa.eval.cache import PredictionCache
 from faceqa.eval.openai_predictor import cache_name, with_image
-from faceqa.eval.predictor import answered, prompts
+from faceqa.eval.predictor import ModelImage, answered, prompts
+from faceqa.finetune.crop import CropConfig
 from faceqa.vlm.endpoint import file_data_url
 
 
@@ -44,6 +45,11 @@ class BatchSettings:
     lora: str | None = None  # a LoRA adapter folder applied to every request
     max_lora_rank: int = 16
     engine_kwargs: dict[str, Any] = field(default_factory=dict)  # anything else vLLM takes
+    crop: CropConfig | None = None  # the face crop the adapter was trained on (None: the dataset's images as they are)
+
+    @property
+    def cache_name(self) -> str:
+        return cache_name(self.name, self.style, ModelImage(self.crop))
 
 
 def processor_config(settings: BatchSettings) -> Any:
@@ -69,9 +75,12 @@ class Request:
         self.prompts = prompts(settings.style)
         self.params = {"temperature": 0.0, "max_tokens": settings.max_tokens}
         self.lora = settings.lora
+        self.image = ModelImage(settings.crop)
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        url = file_data_url(row["data"] or Path(row["path"]).read_bytes(), row["path"])
+        record = FaceRecord(Path(row["path"]), row["image"], "", None, {}, data=row["data"],
+                            box=tuple(row["box"]) if row.get("box") is not None else None)
+        url = file_data_url(self.image(record), row["path"])
         request = {"image": row["image"], "task": row["task"], "sampling_params": self.params,
                    "messages": with_image(self.prompts[row["task"]], url)}
         return request | ({"model": self.lora} if self.lora else {})
@@ -81,7 +90,7 @@ class Answer:
     """Post-processing: vLLM's text read by the shared parser, as a prediction-cache line."""
 
     def __init__(self, settings: BatchSettings):
-        self.name = cache_name(settings.name, settings.style)
+        self.name = settings.cache_name
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         entry = {"image": row["image"], "task": row["task"], "model": self.name}
@@ -106,9 +115,9 @@ def predict_into_cache(items: Iterable[FaceRecord], tasks: Sequence[str], settin
     unique: dict[str, FaceRecord] = {}
     for item in items:
         unique.setdefault(item.key, item)  # a row listed twice is asked once
-    rows = [{"image": item.key, "task": task, "path": str(item.image), "data": item.data}
+    rows = [{"image": item.key, "task": task, "path": str(item.image), "data": item.data, "box": item.box}
             for item in unique.values() for task in tasks
-            if task in item.labels and (item.key, task, cache_name(settings.name, settings.style)) not in cache]
+            if task in item.labels and (item.key, task, settings.cache_name) not in cache]
     if not rows:
         return 0
     written = 0

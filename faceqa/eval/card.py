@@ -68,7 +68,8 @@ def _model_section(model: dict[str, Any]) -> str:
     lines = [f"- **Name:** {model.get('name', 'unknown')}"]
     for key, title in (("kind", "Kind"), ("model", "Model"), ("endpoint", "Endpoint"), ("base_model", "Base model"),
                        ("adapter", "Adapter"), ("prompt_style", "Prompt style"),
-                       ("prefix_attention", "PaliGemma prefix attention"), ("decoding", "Decoding"),
+                       ("prefix_attention", "PaliGemma prefix attention"), ("face_crop", "Images shown"),
+                       ("decoding", "Decoding"),
                        ("description", "Description"), ("licence", "Licence")):
         if model.get(key):
             lines.append(f"- **{title}:** {model[key]}")

@@ -16,8 +16,12 @@ from rich.console import Console
 from rich.table import Table
 
 from faceqa.datasets.readers import FORMATS, SPLIT_NAMES, FaceRecord, LabelAudit, read_dataset
-from faceqa.eval.predictor import Predictor
+from faceqa.eval.predictor import ModelImage, Predictor
+from faceqa.finetune.crop import CROP_MODES, CropConfig
 from faceqa.prompts.taxonomy import ATTRIBUTES
+from faceqa.vlm.recipe import Recipe
+
+AS_IS = "as-is"  # --crop: the dataset's images, unchanged
 
 app = typer.Typer(help="Measure a model's accuracy, overall and per group, and write its model card.",
                   no_args_is_help=True)
@@ -76,7 +80,7 @@ def _check_choice(engine: bool, endpoint: str | None, model: str | None, transfo
 
 
 def _predictor(engine: bool, endpoint: str | None, model: str | None, api_key: str, transformers: Path | None,
-               adapter: Path | None, style: str, max_tokens: int) -> Predictor:
+               adapter: Path | None, style: str, max_tokens: int, crop: CropConfig | None = None) -> Predictor:
     """The chosen model as a predictor; with --ray, each actor calls this to build its own."""
     _check_choice(engine, endpoint, model, transformers)
     if transformers:
@@ -84,7 +88,8 @@ def _predictor(engine: bool, endpoint: str | None, model: str | None, api_key: s
         from faceqa.vlm.transformers_backend import TransformersBackend
 
         name = f"transformers:{transformers.resolve().name}" + (f"+{adapter.resolve().name}" if adapter else "")
-        return VLMBackendPredictor(TransformersBackend(transformers, adapter=adapter), name, style, max_tokens)
+        return VLMBackendPredictor(TransformersBackend(transformers, adapter=adapter), name, style, max_tokens,
+                                   image=ModelImage(crop))
     if engine:
         from faceqa.eval.engine_predictor import EngineVsLabels
 
@@ -92,12 +97,33 @@ def _predictor(engine: bool, endpoint: str | None, model: str | None, api_key: s
     from faceqa.eval.openai_predictor import OpenAIEndpointPredictor
 
     assert endpoint and model  # _check_choice
-    return OpenAIEndpointPredictor(endpoint, model, api_key=api_key, style=style, max_tokens=max_tokens)
+    return OpenAIEndpointPredictor(endpoint, model, api_key=api_key, style=style, max_tokens=max_tokens,
+                                   image=ModelImage(crop))
+
+
+def _eval_crop(crop: str, recipe: Recipe | None, engine: bool) -> CropConfig | None:
+    """What a VLM is shown: `--crop auto` is the build's crop the adapter's recipe records, else the images as-is."""
+    if engine:
+        if crop not in ("auto", AS_IS):
+            raise typer.BadParameter("--crop is for VLMs: the embedded engine finds and cuts faces itself")
+        return None
+    if crop == "auto":
+        if recipe is None or recipe.crop_mode is None:
+            return None
+        crop = recipe.crop_mode
+    if crop == AS_IS:
+        return None
+    if crop not in CROP_MODES:
+        raise typer.BadParameter(f"--crop must be auto, {AS_IS} or one of {', '.join(CROP_MODES)}, got {crop!r}")
+    defaults = CropConfig()
+    margin = recipe.crop_margin if recipe and recipe.crop_margin is not None else defaults.margin
+    size = recipe.image_size if recipe and recipe.image_size is not None else defaults.size
+    return CropConfig(mode=crop, margin=margin, size=size)
 
 
 def _model_recipe(engine: bool, endpoint: str | None, model: str | None, api_key: str, transformers: Path | None,
-                  adapter: Path | None, style: str, max_tokens: int) -> tuple[str, dict[str, str]]:
-    """The prompt style to ask with ("auto": the adapter's recipe) and what the model card records about it.
+                  adapter: Path | None, style: str, max_tokens: int) -> tuple[str, dict[str, str], Recipe | None]:
+    """The prompt style to ask with ("auto": the adapter's recipe), what the model card records about it, the recipe.
 
     An endpoint is asked for its model list first, so a wrong name fails here, once,
     rather than as one 404 per item.
@@ -112,7 +138,7 @@ def _model_recipe(engine: bool, endpoint: str | None, model: str | None, api_key
         where = str(served_model(endpoint, model, api_key).get("root") or "")
         recipe, arch = recipe_of(where) if where else (None, None)
     else:
-        return resolve_style(style, None, None), {}
+        return resolve_style(style, None, None), {}, None
     style = resolve_style(style, recipe, arch)
     card = {"prompt_style": style, "decoding": f"greedy (temperature 0), at most {max_tokens} new tokens"}
     if recipe is not None:
@@ -120,7 +146,7 @@ def _model_recipe(engine: bool, endpoint: str | None, model: str | None, api_key
                  "prefix_attention": recipe.prefix_attention or "–"}
     elif transformers:
         card |= {"base_model": str(transformers)} | ({"adapter": str(adapter)} if adapter else {})
-    return style, card
+    return style, card, recipe
 
 
 def _summary(report: dict) -> Table:
@@ -161,6 +187,10 @@ def run(
     prompt_style: Annotated[str, typer.Option(
         help="Prompts: auto (what the adapter was trained with), chat, or paligemma (bare prefix).")] = "auto",
     max_tokens: Annotated[int, typer.Option(min=1, help="Answer length limit for endpoints.")] = 64,
+    crop: Annotated[str, typer.Option(
+        help=f"What a VLM is shown: auto (the face crop its adapter was trained on, from the recipe; else the images "
+             f"as they are), {AS_IS}, detect (find the face and cut it) or trust (the images are face crops).")]
+    = "auto",
     dataset_name: Annotated[str | None, typer.Option(help="Dataset name for the card.")] = None,
     model_licence: Annotated[str | None, typer.Option(help="Model licence for the card.")] = None,
     training_data: Annotated[str | None, typer.Option(help="Training data for the card.")] = None,
@@ -185,10 +215,14 @@ def run(
                         retry_failed)
     skills = cli_runs.skills_requested(config.tasks, format)  # a bad mix of tasks fails before any call
     recipe: dict[str, str] = {}
+    face_crop: CropConfig | None = None
     try:
         if not facexbench:
-            prompt_style, recipe = _model_recipe(engine, endpoint, model, api_key, transformers, adapter, prompt_style,
-                                                 max_tokens)
+            prompt_style, recipe, trained = _model_recipe(engine, endpoint, model, api_key, transformers, adapter,
+                                                          prompt_style, max_tokens)
+            face_crop = _eval_crop(crop, trained, engine)
+            if not engine:
+                recipe["face_crop"] = ModelImage(face_crop).describe()
     except ValueError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from None
@@ -197,7 +231,8 @@ def run(
             raise typer.BadParameter("--ray runs labelled-face evaluations; skill tasks run in this process")
         cli_runs.run_skills(dataset, out, config, endpoint, model, api_key, prompt_style, max_tokens, split, cache)
         return
-    factory = partial(_predictor, engine, endpoint, model, api_key, transformers, adapter, prompt_style, max_tokens)
+    factory = partial(_predictor, engine, endpoint, model, api_key, transformers, adapter, prompt_style, max_tokens,
+                      face_crop)
     try:
         if facexbench:
             if ray:

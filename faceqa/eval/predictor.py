@@ -7,12 +7,17 @@ the raw text when there is one, and the latency they measured themselves.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from faceqa.datasets.readers import FaceRecord
 from faceqa.prompts.taxonomy import ATTRIBUTES
+
+if TYPE_CHECKING:
+    from faceqa.finetune.crop import CropConfig
 
 IMAGE = {"type": "image"}  # where the image goes in a prompt; each adapter sends it its own way
 
@@ -44,6 +49,54 @@ def encoded_image(item: FaceRecord) -> bytes:
     if not data:
         raise UnusableInput(f"{item.key}: empty file (0 bytes)")
     return data
+
+
+class ModelImage:
+    """What a VLM is shown of an item: the dataset's image as it is, or the face crop its adapter was trained on.
+
+    With a crop, the item goes through the dataset builder's own steps (`FaceCropper.of_record`,
+    then `encode_jpeg` at the builder's quality): the labelled face found (or taken from the
+    dataset's box, or the image trusted as a crop), cut with the recipe's margin and size, so a
+    model is scored on pictures like the ones it learned from. An image with no face to cut is
+    an unusable input, recorded once. The evaluator's threads take turns at the detector (its
+    OpenCV network is not safe to share) while their endpoint calls overlap.
+    """
+
+    def __init__(self, crop: CropConfig | None = None):
+        self.crop = crop
+        self._lock = threading.Lock()
+
+    @cached_property
+    def _cropper(self):
+        from faceqa.finetune.crop import FaceCropper
+
+        assert self.crop is not None  # only asked for when cropping
+        return FaceCropper(self.crop)
+
+    def tag(self) -> str:
+        """How the images differ from the dataset's, for cache names and the card ("" when they do not)."""
+        return "" if self.crop is None else f"crop={self.crop.mode},{self.crop.margin:g},{self.crop.size}"
+
+    def describe(self) -> str:
+        """For the model card."""
+        if self.crop is None:
+            return "the dataset's images as they are"
+        return (f"face crops cut as the dataset builder cuts them ({self.crop.mode}, margin {self.crop.margin:g}, "
+                f"{self.crop.size} px)")
+
+    def __call__(self, item: FaceRecord) -> bytes:
+        if self.crop is None:
+            return encoded_image(item)
+        from faceqa.finetune.crop import NoFace
+        from faceqa.finetune.worker import FaceJobConfig, encode_jpeg
+        from faceqa.images import BadImage
+
+        try:
+            with self._lock:
+                crop = self._cropper.of_record(item)
+        except (BadImage, NoFace) as error:
+            raise UnusableInput(f"{item.key}: {error}") from None
+        return encode_jpeg(crop.rgb, FaceJobConfig().jpeg_quality)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from functools import cached_property
 import numpy as np
 
 from faceqa.crops import MARGIN, SIZE, face_crop
+from faceqa.datasets.readers import FaceRecord
+from faceqa.images import load_image
 
 CROP_MODES = ("detect", "trust")
 
@@ -56,6 +58,11 @@ class FaceCropper:
         from faceqa.faces.engine import EngineConfig, FaceEngine
 
         return FaceEngine(EngineConfig(threads=1))
+
+    def of_record(self, record: FaceRecord, want_action_units: bool = False) -> Crop:
+        """The crop of a dataset record's labelled face, decoded from its bytes or file (BadImage, NoFace)."""
+        image = load_image(record.data if record.data is not None else record.image)
+        return self(image, want_action_units=want_action_units, box=record.box)
 
     def __call__(self, rgb: np.ndarray, want_action_units: bool = False,
                  box: tuple[float, float, float, float] | None = None) -> Crop:

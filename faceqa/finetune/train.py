@@ -264,7 +264,7 @@ def recipe(config: FinetuneConfig, arch: str) -> Recipe:
         crop = json.loads(settings.read_text()).get("config", {}).get("job", {}).get("crop", {})
     return Recipe(base_model=config.model, architecture=arch, prompt_style=style_of_architecture(arch),
                   prefix_attention=config.prefix_attention if arch == "paligemma" else None,
-                  image_size=crop.get("size"), crop_margin=crop.get("margin"))
+                  image_size=crop.get("size"), crop_margin=crop.get("margin"), crop_mode=crop.get("mode"))
 
 
 def run_finetune(config: FinetuneConfig) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from faceqa.datasets.readers import FaceRecord
-from faceqa.images import BadImage, load_image
+from faceqa.images import BadImage
 
 from .crop import CropConfig, FaceCropper, NoFace
 from .dedup import dhash
@@ -75,8 +75,7 @@ class FaceJob:
         geometric = False
         want_engine_units = ("reasoning" in c.tasks and "emotion" in record.labels and units is None
                              and c.engine_action_units)
-        image = load_image(record.data if record.data is not None else record.image)
-        crop = self.cropper(image, want_action_units=want_engine_units, box=record.box)
+        crop = self.cropper.of_record(record, want_action_units=want_engine_units)
         if units is None and crop.action_units is not None:
             units, geometric = crop.action_units, True
         split = assign_split(record.split, record.identity or record.key, c.split, c.val_fraction, c.seed)

@@ -42,6 +42,7 @@ class Recipe:
     prefix_attention: str | None  # PaliGemma only: full | image | causal
     image_size: int | None  # side of the face crops it was trained on
     crop_margin: float | None
+    crop_mode: str | None = None  # the build's `--crop`: "detect" (faces found and cut) or "trust" (images as crops)
 
     def __post_init__(self) -> None:
         if self.prompt_style not in PROMPT_STYLES:
