@@ -29,6 +29,10 @@ class Conversation(BaseModel):
         default_factory=list, description="The chat's photos, in order (photo 1, 2, ...)."
     )
     focus: list[FaceRef] = Field(default_factory=list, description="Faces the last answer was about.")
+    pending: list[FaceRef] = Field(
+        default_factory=list,
+        description="Faces the last answer asked the user to choose among (it could not tell which one was meant).",
+    )
     last_intent: str | None = None
     last_attributes: list[str] = Field(default_factory=list)
     race_note_said: bool = Field(False, description="The race caveat was given once; it is not repeated.")
@@ -42,16 +46,20 @@ class Conversation(BaseModel):
             return
         self.reports = reports
         self.focus = []
+        self.pending = []
         self.last_intent = None
         self.last_attributes = []
 
     def remember(self, question: str, answer: str, plan: Plan) -> None:
         """Keep what a follow-up may refer to. An answer that found nobody keeps the previous focus; the
         question it asked still stands, so "the one on the right" after "which man?" gets that answer.
-        A question the rules could not read, declined or not visible leaves the thread as it was."""
+        A question the rules could not read, declined or not visible leaves the thread as it was.
+        An ambiguous answer keeps the faces it asked the user to choose among (`pending`) until one is answered."""
         for part in plan.parts or (plan,):
             if part.targets and part.status == "ok":
-                self.focus = list(part.targets)
+                self.focus, self.pending = list(part.targets), []
+            elif part.status == "ambiguous" and part.candidates:
+                self.pending = list(part.candidates)
             if part.intent not in ("help", "refuse", "not_visible", "other_language") and part.status != "no_faces":
                 self.last_intent = part.intent
                 self.last_attributes = list(part.attributes)

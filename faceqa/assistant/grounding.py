@@ -107,6 +107,9 @@ def ground(
             return beside
         pool, said = beside
         how.append(said)
+    elif ref.among and len(focus) > 1:
+        pool = [r for r in scope if r in focus]
+        how.append("of the faces we were talking about")
     elif ref.others:
         pool = [r for r in scope if r not in focus] if focus else []
         if not pool:

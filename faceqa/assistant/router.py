@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,6 +48,7 @@ class Chat:
     faces: Faces
     n_images: int
     focus: list[FaceRef]
+    pending: list[FaceRef]  # the faces the last answer asked the user to choose among
     last_intent: str | None
     last_attributes: tuple[str, ...]
     reports: Sequence[ImageReport]
@@ -70,6 +71,7 @@ def route(
         faces=faces,
         n_images=len(reports),
         focus=[r for r in (conversation.focus if conversation else []) if r in faces],
+        pending=[r for r in (conversation.pending if conversation else []) if r in faces],
         last_intent=conversation.last_intent if conversation else None,
         last_attributes=tuple(conversation.last_attributes) if conversation else (),
         reports=reports,
@@ -94,7 +96,7 @@ def route(
         plan = _route_one(part, chat)
         plans.append(plan)
         if plan.status == "ok" and plan.targets:
-            chat.focus = list(plan.targets)
+            chat.focus, chat.pending = list(plan.targets), []
         if plan.intent not in ("help", "refuse", "not_visible"):
             chat.last_intent, chat.last_attributes = plan.intent, plan.attributes
     # A part the rules cannot read beside parts they can ("... Options: Male, Female") is no question of its
@@ -116,6 +118,8 @@ def _worst(plans: list[Plan]) -> str:
 
 def _route_one(text: str, chat: Chat) -> Plan:
     q = read(text)
+    if chat.pending:
+        chat = _after_question(q, chat)
     intent = _intent(q, chat)
     base = {"referent": " ".join(q.referent.words), "question": text, "named": tuple(q.attributes), "yes_no": q.yes_no}
     if intent in ("not_visible", "help"):
@@ -140,6 +144,22 @@ def _route_one(text: str, chat: Chat) -> Plan:
             )
         return _PLANNERS[intent](q, chat, base, grounded)
     return _PLANNERS[intent](q, chat, base, None)
+
+
+def _after_question(q: Question, chat: Chat) -> Chat:
+    """The last answer asked which of several faces was meant. A pronoun that fits them still means one of them
+    ("what is her emotion?" after "which woman?" asks again, or takes the one it fits); a bare answer by position
+    or rank ("the one on the right", "the older one") picks among them. Anything else reads as usual."""
+    ref = q.referent
+    if ref.pronoun and not (ref.selector or ref.filters or ref.others or ref.everyone or ref.among):
+        gender = {"he": "Male", "she": "Female"}.get(ref.pronoun)
+        if gender is None or any(labelled(chat.faces[r].gender, gender) for r in chat.pending):
+            return replace(chat, focus=list(chat.pending))
+        return chat
+    bare = not (q.attributes or q.leftover or q.cues - {"followup"})
+    if bare and ref.selector and not (ref.indexes or ref.adjacent or ref.filters) and ref.image is None:
+        return replace(chat, faces={r: chat.faces[r] for r in chat.pending})
+    return chat
 
 
 def _intent(q: Question, chat: Chat) -> Intent:
@@ -232,7 +252,8 @@ def _plan_count(q: Question, chat: Chat, base: dict, fixed: Grounding | None) ->
         plural=True,
         pronoun=None,
     )
-    scope = ground(Referent(image=ref.image), chat.faces, chat.n_images, singular=False)
+    # "how many of them are smiling?" after "how many men?": the men are counted, out of the men.
+    scope = ground(Referent(image=ref.image, among=ref.among), chat.faces, chat.n_images, chat.focus, singular=False)
     if not scope.targets:
         return _finish(Plan(intent="count", **base), scope)
     g = fixed or ground(counted, chat.faces, chat.n_images, chat.focus, singular=False)
@@ -285,7 +306,7 @@ def _extreme(q: Question, chat: Chat, base: dict) -> Plan:
     )
     rest = ref.but(superlative=None, emotion_most=None, least=False, plural=True)
     named = _two(q, chat) if q.has("than") else None
-    focus = chat.focus if rest.pronoun or rest.others else []
+    focus = chat.focus if rest.pronoun or rest.others or rest.among else []
     pool = named or ground(rest, chat.faces, chat.n_images, focus, singular=False)
     if pool.status != "ok":
         return _finish(plan, pool)

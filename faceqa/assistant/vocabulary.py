@@ -1,11 +1,12 @@
 """The assistant's words, loaded once from `faceqa/prompts/data/vocabulary.toml`, and the one gated matcher.
 
 Every module of the question path reads its words from here: numbers and ordinals, gendered
-nouns, age words with the years they cover, pronouns, slang, emotion and race words (mapped to
-labels through the taxonomy), the topics the embedded engine cannot see, and the English and
-foreign word lists the language check uses. `Gated` is the single way a pattern is searched:
-only when the question has one of the pattern's words (a set test is far cheaper than a regex
-search, and routing must cost a small fraction of a millisecond).
+nouns, age words with the years they cover, pronouns, "which one" phrases, aggregate words
+("average"), slang, emotion and race words (mapped to labels through the taxonomy), the topics
+the embedded engine cannot see, and the English and foreign word lists the language check uses.
+`Gated` is the single way a pattern is searched: only when the question has one of the
+pattern's words (a set test is far cheaper than a regex search, and routing must cost a small
+fraction of a millisecond).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class Vocabulary:
     gender: dict[str, str]  # noun -> "Male" / "Female"
     plural_gender: frozenset[str]
     ages: dict[str, tuple[float, float]]
+    among: tuple[str, ...]  # phrases that choose within the faces last talked about
+    aggregate: dict[str, tuple[str, ...]]  # aggregate ("average") -> the words that ask for it
     pronouns: dict[str, str]
     slang: dict[str, str]
     emotions: dict[str, str]  # word -> emotion label
@@ -57,6 +60,8 @@ def vocabulary() -> Vocabulary:
         gender=gender,
         plural_gender=frozenset(data["gender"]["plural"]),
         ages=ages,
+        among=tuple(data["among"]["phrases"]),
+        aggregate={name: tuple(words) for name, words in data["aggregate"].items()},
         pronouns=dict(data["pronouns"]),
         slang=dict(data["slang"]),
         emotions={w: label for w in data["emotions"]["words"] if (label := normalize("emotion", w))},
