@@ -116,6 +116,8 @@ def select(expr: str, reports: list[ImageReport]) -> list[FaceRef]:
             (lambda x: x[1].box[1] + x[1].box[3] / 2) if kind == "top" else (lambda x: -x[1].box[1] - x[1].box[3] / 2)
         )
         return [min(faces, key=centre)[0]]
+    if kind == "each":
+        return [r for part in arg.split("+") for r in select(part, reports)]
     if kind == "others":
         named = set(select(arg, reports))
         return [r for r, _ in faces if r not in named]

@@ -226,7 +226,7 @@ Planner = Callable[[Question, Chat, dict, "Grounding | None"], Plan]
 
 
 def _plan_attribute(q: Question, chat: Chat, base: dict, fixed: Grounding | None) -> Plan:
-    g = fixed or _two(q, chat, joined_by="and") or _with_focus(q.referent, chat, singular=not q.referent.plural)
+    g = fixed or _several(q, chat) or _with_focus(q.referent, chat, singular=not q.referent.plural)
     if q.has("who_is_position") and not q.attributes:
         g.note = (g.note + "; " if g.note else "") + "I describe how people appear; I don't identify who they are"
     plan = Plan(intent="attribute", attributes=_attributes(q, "attribute", chat), asked=q.asked, **base)
@@ -317,26 +317,42 @@ def _extreme(q: Question, chat: Chat, base: dict) -> Plan:
 
 
 def _two(q: Question, chat: Chat, joined_by: str = "and|as|with|vs|versus|to|than|or") -> Grounding | None:
-    """The two faces a question names ("person 1 and 3", "the man on the left ... as the woman"), if it names two."""
+    """The two faces a comparison names ("person 1 and 3", "the man on the left ... as the woman"), if it names
+    two. Superlatives are what is compared ("is person 1 older than person 3?"), not part of the names."""
     ref = q.referent
     if len(ref.indexes) >= 2:
         g = ground(ref.but(superlative=None, emotion_most=None), chat.faces, chat.n_images, chat.focus, singular=False)
         return _distinct(g)
+    g = _named(q, chat, joined_by, keep_ranks=False)
+    return _distinct(g) if g is not None and (g.status != "ok" or len(g.targets) == 2) else None
+
+
+def _several(q: Question, chat: Chat) -> Grounding | None:
+    """The faces an attribute question names one by one: "how old are the youngest man and the oldest woman?"
+    is two referents, each with its own rank; "person 1 and 3" is one list."""
+    if len(q.referent.indexes) >= 2:
+        return None
+    g = _named(q, chat, "and", keep_ranks=True)
+    return _distinct(g) if g is not None and (g.status != "ok" or len(g.targets) >= 2) else None
+
+
+def _named(q: Question, chat: Chat, joined_by: str, keep_ranks: bool) -> Grounding | None:
+    """Ground each half of a question split at its first `joined_by` word; None when a half names nobody."""
     halves = re.split(rf"\b(?:{joined_by})\b", q.blanked, maxsplit=1)
     if len(halves) < 2:
         return None
     picked = []
     for half in halves:
-        part = parse(half).but(superlative=None, emotion_most=None)
+        part = parse(half)
+        if not keep_ranks:
+            part = part.but(superlative=None, emotion_most=None)
         if part.empty:
             return None
         g = ground(part, chat.faces, chat.n_images, chat.focus)
         if g.status != "ok":
             return g
         picked.extend(g.targets)
-    if len(picked) == 2:
-        return _distinct(Grounding(picked, picked, how="the two faces you named"))
-    return None
+    return Grounding(picked, picked, how="the faces you named" if len(picked) > 2 else "the two faces you named")
 
 
 def _distinct(g: Grounding) -> Grounding:
