@@ -251,6 +251,10 @@ def check_answer(answer, plan, case: dict, reports: list[ImageReport], race_said
     elif plan.comparison == "same_age":
         same = len({faces[r].age.group for r in plan.targets}) == 1
         assert text.startswith("Yes" if same else "No") if plan.yes_no else True
+    elif plan.comparison == "average":  # the mean of the apparent years, said as an estimate, each face named
+        mean = sum(faces[r].age.years for r in plan.targets) / len(plan.targets)
+        assert f"about {mean:.0f} years" in text and "estimate" in text, text
+        assert all(f"person {r.face} appears" in text for r in plan.targets)
     elif plan.comparison == "same_person":
         from faceqa.faces.identity import SAME_PERSON_COSINE, cosine
 

@@ -396,6 +396,36 @@ class Composer:
         result = RankingResult(comparison=plan.comparison, ranking=ranking)
         return Written(text + self._note(plan), plan.targets, result)
 
+    def _average_age(self, plan: Plan, evidence: Evidence) -> Written:
+        """The mean of the apparent ages, said as an estimate, with each face's age and confidence, and the range
+        the mean lies in if every face is within its apparent age group."""
+        aged = [r for r in plan.targets if years(self.faces[r]) is not None]
+        if not aged:
+            return Written("No apparent age is available for these faces, so I can't average them.", plan.targets,
+                           status="unsupported")  # fmt: skip
+        values = [years(self.faces[r]) or 0.0 for r in aged]
+        mean, n = sum(values) / len(values), len(aged)
+        who = f"the {n} faces" + (f" that {plan.condition}" if plan.condition else "")
+        each = "; ".join(f"{self.name(r, False)} {self.age(self.faces[r])}" for r in aged)
+        if n == 1:
+            text = f"Only one face to average, so the average is its apparent age, an estimate: {each}."
+        else:
+            text = (
+                f"The average apparent age of {who} is about {mean:.0f} years. This is an estimate: the mean of "
+                f"each face's apparent age, and each of those can be off by years. Apparent ages: {each}."
+            )
+            bounds = [_group_bounds(self.faces[r].age.group) for r in aged if self.faces[r].age is not None]
+            if len(bounds) == n:
+                low = sum(b[0] for b in bounds) / n
+                highs = [b[1] for b in bounds]
+                if all(h is not None for h in highs):
+                    high = sum(h or 0 for h in highs) / n
+                    text += f" If every face is within its apparent age group, the average is {low:.0f}-{high:.0f}."
+                else:
+                    text += f" If every face is within its apparent age group, the average is at least {low:.0f}."
+        result = FacesResult(faces=[self.facts(r, ("age",)) for r in aged])
+        return Written(text + self._note(plan), aged, result)
+
     def _same_age(self, plan: Plan, evidence: Evidence) -> Written:
         refs = [r for r in plan.targets if self.faces[r].age is not None]
         if len(refs) < 2:
@@ -560,6 +590,12 @@ def _cues(cot: CoT, emotion: str) -> str:
     return _join(plain) if plain else "no clear facial movement"
 
 
+def _group_bounds(group: str) -> tuple[int, int | None]:
+    """An age group's years: "30-39" -> (30, 39), "70+" -> (70, None)."""
+    low, _, high = group.rstrip("+").partition("-")
+    return int(low), (int(high) if high else None)
+
+
 def _says(text: str, how: str) -> bool:
     """Whether the answer already says what `how` says ("the only face that appears female" / "appears female")."""
     return bool(text) and how.startswith("the only face that ") and how.removeprefix("the only face that ") in text
@@ -593,5 +629,6 @@ _COMPARISONS: dict[str, Writer] = {
     "most_emotion": Composer._most_emotion,
     "least_emotion": Composer._most_emotion,
     "find": Composer._find,
+    "average": Composer._average_age,
     "same_person": Composer._same_person,
 }

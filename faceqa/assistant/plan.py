@@ -27,7 +27,7 @@ Intent = Literal[
     "compound",  # several questions: see `parts`
 ]
 Comparison = Literal[
-    "oldest", "youngest", "emotion", "most_emotion", "least_emotion", "same_person", "same_age", "find"
+    "oldest", "youngest", "emotion", "most_emotion", "least_emotion", "same_person", "same_age", "find", "average"
 ]
 Status = Literal["ok", "ambiguous", "not_found", "no_faces", "unsupported"]
 VLMNeed = Literal["not_visible", "referent", "open_question"]

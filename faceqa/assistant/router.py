@@ -172,7 +172,7 @@ def _intent(q: Question, chat: Chat) -> Intent:
         return "compare"
     if q.has("count"):
         return "count"
-    if q.has("than") or q.has("same_age"):
+    if q.has("than") or q.has("same_age") or q.has("average"):
         return "compare"
     if q.has("reasoning") and ("emotion" in q.attributes or not q.attributes):
         return "reasoning"
@@ -273,6 +273,8 @@ def _plan_compare(q: Question, chat: Chat, base: dict, fixed: Grounding | None) 
     ref = q.referent
     if q.has("same"):
         return _same_person(q, chat, base)
+    if q.has("average"):
+        return _average(q, chat, base)
     if q.has("same_age"):
         named = _two(q, chat) or _with_focus(ref.but(plural=True), chat, singular=False)
         return _finish(Plan(intent="compare", comparison="same_age", attributes=("age",), **base), named)
@@ -291,6 +293,14 @@ def _plan_compare(q: Question, chat: Chat, base: dict, fixed: Grounding | None) 
     plan = Plan(intent="compare", comparison="find", attributes=ATTRIBUTE_FIELDS,
                 condition=describe_filters(find, plural=True), **base)  # fmt: skip
     return _finish(plan, g)
+
+
+def _average(q: Question, chat: Chat, base: dict) -> Plan:
+    """The average apparent age of everyone, of a group ("of the women") or of the faces talked about ("their")."""
+    group = q.referent.but(superlative=None, emotion_most=None, plural=True)
+    plan = Plan(intent="compare", comparison="average", attributes=("age",),
+                condition=describe_filters(group, plural=True), **base)  # fmt: skip
+    return _finish(plan, ground(group, chat.faces, chat.n_images, chat.focus, singular=False))
 
 
 def _extreme(q: Question, chat: Chat, base: dict) -> Plan:
