@@ -41,6 +41,8 @@ ROW = [
     ("people under 30", [1]),
     ("everyone in their twenties", [1]),
     ("the people who are not smiling", [2, 3]),
+    ("the people who look happy or sad", [0, 1, 2]),  # a disjunction fits either
+    ("the people who are not happy or sad", [3]),  # negated: neither
     ("the child", []),
     ("the fifth person from the left", [0, 1, 2, 3]),  # no fifth: the faces it was choosing among
 ])
@@ -95,3 +97,25 @@ def test_close_ages_are_called_a_toss_up_in_words_that_fit(ages, said, never):
     report = ImageReport(image=ImageInfo(width=300, height=60), faces=[_face(1, ages[0]), _face(2, ages[1])])
     text = Assistant(engine=object()).answer([report], "who is the oldest?").answer
     assert said in text and never not in text
+
+
+def _feeling(i: int, emotion: str) -> FaceReport:
+    return _face(i, 30.0 + i).model_copy(update={"emotion": LabelScore(label=emotion, score=0.8)})
+
+
+@pytest.mark.parametrize(("question", "faces", "said"), [
+    ("who looks surprised or scared?", [1, 2], "and person 2 (second from the left) look surprised or afraid"),
+    ("Is anyone surprised or scared?", [1, 2], "Yes: "),
+    ("how many people look surprised or scared?", [1, 2], "2 of 4 faces look surprised or afraid"),
+    ("is person 3 surprised or scared?", [3], "No: person 3 (second from the right) looks happy (confidence 80%), "
+                                              "not surprised or afraid"),
+    ("is person 2 surprised or scared?", [2], "Yes: person 2 (second from the left) looks afraid"),
+    ("how old are the people who look scared or surprised?", [1, 2], "Person 2 (second from the left) appears 30-39"),
+])
+def test_a_disjunction_of_emotions_matches_either(question, faces, said):
+    """ "surprised or scared" is any of the two labels, in who-questions, counts, yes/no and filters alike."""
+    people = [_feeling(1, "Surprise"), _feeling(2, "Fear"), _feeling(3, "Happiness"), _feeling(4, "Neutral")]
+    report = ImageReport(image=ImageInfo(width=500, height=60), faces=people)
+    answer = Assistant(engine=object()).answer([report], question)
+    assert answer.status == "ok" and answer.faces == faces, answer.answer
+    assert said in answer.answer, answer.answer

@@ -36,7 +36,7 @@ from faceqa.schema import (
 )
 
 from . import policy
-from .grounding import label, years
+from .grounding import either, label, years
 from .plan import ATTRIBUTE_FIELDS, FaceRef, Plan
 from .vocabulary import vocabulary
 
@@ -312,15 +312,15 @@ class Composer:
             if verdicts and len(refs) == 1:
                 subject = f"{' '.join(verdicts)} {subject[0].lower()}{subject[1:]}"
                 phrases[-1] += "".join(
-                    f", not {display(a, want)}"
+                    f", not {either(a, want)}"
                     for a, want in plan.asked.items()
-                    if (value := getattr(face, a)) is not None and value.label != want
+                    if (value := getattr(face, a)) is not None and value.label not in want
                 )
             lines.append(f"{subject} {'; '.join(phrases)}.")
         if plan.asked and len(refs) > 1:  # "is everyone happy?": one verdict first, then each face
             fitting = sum(all(_verdict(self.faces[r], a, w) == "Yes:" for a, w in plan.asked.items()) for r in refs)
             said = " and ".join(
-                f"{'look' if a == 'emotion' else 'appear'} {display(a, w)}" for a, w in plan.asked.items()
+                f"{'look' if a == 'emotion' else 'appear'} {either(a, w)}" for a, w in plan.asked.items()
             )
             head = f"Yes: all {len(refs)} {said}." if fitting == len(refs) else f"No: {fitting} of {len(refs)} {said}."
             lines.insert(0, head)
@@ -414,7 +414,7 @@ class Composer:
                 f"The average apparent age of {who} is about {mean:.0f} years. This is an estimate: the mean of "
                 f"each face's apparent age, and each of those can be off by years. Apparent ages: {each}."
             )
-            bounds = [_group_bounds(self.faces[r].age.group) for r in aged if self.faces[r].age is not None]
+            bounds = [_group_bounds(age.group) for r in aged if (age := self.faces[r].age) is not None]
             if len(bounds) == n:
                 low = sum(b[0] for b in bounds) / n
                 highs = [b[1] for b in bounds]
@@ -445,7 +445,7 @@ class Composer:
         return Written(text, plan.targets, RankingResult(comparison="same_age", ranking=ranking))
 
     def _emotion_match(self, plan: Plan, evidence: Evidence) -> Written:
-        word = display("emotion", plan.emotion or "")
+        word = either("emotion", plan.asked.get("emotion", ()))
         yes = ("Yes: " if plan.targets else "No: ") if plan.yes_no else ""
         if plan.targets:
             verb = "looks" if len(plan.targets) == 1 else "look"
@@ -555,8 +555,8 @@ class Composer:
         shown = display("emotion", e.label)
         asked = plan.asked.get("emotion")
         lead = ""
-        if asked and asked != e.label:
-            lead = f"No: {subject[0].lower()}{subject[1:]} doesn't look {display('emotion', asked)} to the model. "
+        if asked and e.label not in asked:
+            lead = f"No: {subject[0].lower()}{subject[1:]} doesn't look {either('emotion', asked)} to the model. "
             subject = "The face"
         elif asked and plan.yes_no:
             subject = f"Yes: {subject[0].lower()}{subject[1:]}"
@@ -601,11 +601,11 @@ def _says(text: str, how: str) -> bool:
     return bool(text) and how.startswith("the only face that ") and how.removeprefix("the only face that ") in text
 
 
-def _verdict(face: FaceReport, attribute: str, wanted: str) -> str:
+def _verdict(face: FaceReport, attribute: str, wanted: Sequence[str]) -> str:
     value = getattr(face, attribute)
     if value is None:
         return ""
-    return "Yes:" if value.label == wanted else "No:"
+    return "Yes:" if value.label in wanted else "No:"
 
 
 def _shown(plan: Plan, answer: Answer) -> list[FaceRef]:

@@ -74,10 +74,15 @@ def describe_filters(ref: Referent, plural: bool = False) -> str:
         parts.append(f"appear{s} to be {age_range(ref.ages)}")
     if ref.race:
         parts.append(f"appear{s} {display('race', ref.race)}")
-    if ref.emotion:
+    if ref.emotions:
         verb = ("do" if plural else "does") + " not look" if ref.not_emotion else f"look{s}"
-        parts.append(f"{verb} {display('emotion', ref.emotion)}")
+        parts.append(f"{verb} {either('emotion', ref.emotions)}")
     return " and ".join(parts)
+
+
+def either(attribute: str, labels: Sequence[str]) -> str:
+    """Labels as words, joined by "or": "surprised or scared"."""
+    return " or ".join(display(attribute, label) for label in labels)
 
 
 def age_range(ages: tuple[float, float]) -> str:

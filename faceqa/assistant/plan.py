@@ -54,8 +54,9 @@ class Plan(BaseModel):
     named: tuple[str, ...] = ()  # the attributes the question names ("race" only when race was asked)
     yes_no: bool = False  # a yes/no question: the answer starts with Yes or No
     comparison: Comparison | None = None
-    emotion: str | None = None  # the emotion a comparison or count is about
-    asked: dict[str, str] = {}  # attribute -> label of a yes/no question ("is she smiling?")
+    emotion: str | None = None  # the one emotion a comparison or count is about (None when several are)
+    # attribute -> the labels a question asks about ("is she smiling?"); any of them answers yes ("surprised or scared")
+    asked: dict[str, tuple[str, ...]] = {}
     targets: tuple[FaceRef, ...] = ()
     candidates: tuple[FaceRef, ...] = ()
     status: Status = "ok"

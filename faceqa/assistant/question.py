@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from .plan import ATTRIBUTE_FIELDS
-from .referents import Referent, parse
+from .referents import Referent, emotion_labels, parse
 from .vocabulary import Gated, Reading, alternatives, tokens, vocabulary
 
 V = vocabulary()
@@ -99,7 +99,8 @@ _GENDER_ASKED = Gated(
     r"|\ball (men|women|males|females|guys|ladies|boys|girls)\s*$",  # "are they all men?"
     tokens("a an male female all"),
 )
-_EMOTION_ASKED = Gated(rf"\b({alternatives(V.emotions)})\b", tokens(*V.emotions))
+_EMO = alternatives(V.emotions)
+_EMOTION_ASKED = Gated(rf"\b((?:{_EMO})(?: or (?:{_EMO}))*)\b", tokens(*V.emotions))  # "surprised or scared"
 _RACE_ASKED = Gated(rf"\b({alternatives(V.races)})\b", tokens(*V.races))
 _PLURAL_ATTRIBUTE = Gated(
     r"\b(?:ages|genders|emotions|expressions|races|ethnicities|feelings|moods)\b",
@@ -122,7 +123,7 @@ class Question:
     blanked: str  # the text with what is asked blanked ("how old", "the same person"): referring words only
     cues: frozenset[str]  # names of CUES found
     attributes: list[str]  # attributes asked about, in ATTRIBUTE_FIELDS order
-    asked: dict[str, str]  # yes/no: attribute -> label ("is she smiling?" -> emotion: Happiness)
+    asked: dict[str, tuple[str, ...]]  # attribute -> the labels named, any of them a yes ("surprised or scared")
     referent: Referent
     topic: str  # what faces cannot show, if the question names it ("clothing", "hair" ...)
     leftover: frozenset[str]  # words read neither as a cue, an attribute nor a referring word
@@ -145,9 +146,9 @@ def read(text: str) -> Question:
     for attribute in ("age", "gender", "race"):
         if attribute in attributes:
             t.take(ASKS[attribute], every=True)
-    asked: dict[str, str] = {}
+    asked: dict[str, tuple[str, ...]] = {}
     if m := t.first(_GENDER_ASKED):
-        asked["gender"] = V.gender[next(g for g in m.groups() if g)]
+        asked["gender"] = (V.gender[next(g for g in m.groups() if g)],)
     blanked = t.text
     referent = parse(blanked)
     if t.find(_PLURAL_ATTRIBUTE):
@@ -156,9 +157,9 @@ def read(text: str) -> Question:
         referent.contrast = True
     rest = Reading(_without(t.text, referent))
     if m := rest.find(_EMOTION_ASKED):
-        asked["emotion"] = V.emotions[m.group(1)]
+        asked["emotion"] = emotion_labels(m.group(1))
     if m := rest.find(_RACE_ASKED):
-        asked["race"] = V.races[m.group(1)]
+        asked["race"] = (V.races[m.group(1)],)
     for attribute in asked:
         if attribute not in attributes:
             attributes.append(attribute)

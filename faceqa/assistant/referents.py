@@ -35,8 +35,8 @@ class Referent:
     gender: str | None = None
     ages: tuple[float, float] | None = None  # apparent years, inclusive
     age_words: str = ""  # how the age filter was said ("children", "over 60")
-    emotion: str | None = None
-    not_emotion: bool = False  # "not smiling": the emotion filter is negated
+    emotions: tuple[str, ...] = ()  # emotion labels: a face fits when it reads any of them ("surprised or scared")
+    not_emotion: bool = False  # "not smiling": the face reads none of them
     race: str | None = None
     pronoun: str | None = None  # "he", "she", "they" or "this"
     contrast: bool = False  # "and her?", "what about him?": someone other than the face just talked about
@@ -57,7 +57,7 @@ class Referent:
 
     @property
     def filters(self) -> bool:
-        return any(v is not None for v in (self.gender, self.ages, self.emotion, self.race))
+        return bool(self.emotions) or any(v is not None for v in (self.gender, self.ages, self.race))
 
     @property
     def selector(self) -> bool:
@@ -99,6 +99,8 @@ _NOUNS = (
 )
 PERSON = rf"(?:{alternatives(_NOUNS.split())})"
 _EMO = alternatives(V.emotions)
+_EMOS = rf"(?:{_EMO})(?: or (?:{_EMO}))*"  # "surprised or scared": any of them
+_EMO_WORD = re.compile(rf"\b({_EMO})\b")
 _VERB = (
     r"(?:is|are|looks?|seems?|appears?|feels?)(?: not)?(?: to be)?"
     r"(?: (?:very|so|quite|rather|a bit|most|more|really))?"
@@ -167,13 +169,13 @@ RX = {
         rf"\b(happiest|saddest|angriest|(most|least) ({_EMO}))\b", tokens("happiest saddest angriest most least")
     ),
     "emotion_not": Gated(
-        rf"\b(?:not|never) (?:looking |look |looks |seem |seems |appear |appears |feeling )?({_EMO})\b",
+        rf"\b(?:not|never) (?:looking |look |looks |seem |seems |appear |appears |feeling )?({_EMOS})\b",
         tokens("not never"),
     ),
-    "emotion_rel": Gated(rf"\b{PERSON} (?:who|that|which) {_VERB} ({_EMO})\b", tokens("who that which")),
-    "emotion_adj": Gated(rf"\bthe ({_EMO})(?: looking)? {PERSON}\b", tokens(*V.emotions)),
+    "emotion_rel": Gated(rf"\b{PERSON} (?:who|that|which) {_VERB} ({_EMOS})\b", tokens("who that which")),
+    "emotion_adj": Gated(rf"\bthe ({_EMOS})(?: looking)? {PERSON}\b", tokens(*V.emotions)),
     "emotion_participle": Gated(
-        rf"\b{PERSON} (?:looking|with an?) ({_EMO})(?: expression| face| look)?\b", tokens("looking with")
+        rf"\b{PERSON} (?:looking|with an?) ({_EMOS})(?: expression| face| look)?\b", tokens("looking with")
     ),
     "race": Gated(rf"\b({alternatives(V.races)})(?= {PERSON}\b)", tokens(*V.races)),
     "age_over": Gated(
@@ -239,6 +241,11 @@ def ordinal(word: str) -> int:
     return int(digits.group()) if digits else 1
 
 
+def emotion_labels(words: str) -> tuple[str, ...]:
+    """The emotion labels a phrase names, in order ("surprised or scared" -> Surprise, Fear)."""
+    return tuple(dict.fromkeys(V.emotions[w] for w in _EMO_WORD.findall(words)))
+
+
 def _number(word: str) -> int:
     return 1 if word == "one" else int(word)
 
@@ -275,12 +282,12 @@ def parse(text: str) -> Referent:
         ref.superlative = "oldest" if m.group(1) in _OLDEST else "youngest"
         ref.words.append(m.group())
     for m in t.take(RX["emotion_not"]):
-        ref.emotion, ref.not_emotion = V.emotions[m.group(1)], True
+        ref.emotions, ref.not_emotion = emotion_labels(m.group(1)), True
         ref.words.append(m.group().strip())
         ref.plural = True
     for name in ("emotion_rel", "emotion_adj", "emotion_participle"):
         for m in t.take(RX[name]):
-            ref.emotion = V.emotions[m.group(1)]
+            ref.emotions = emotion_labels(m.group(1))
             ref.words.append(m.group())
             _nouns(ref, m.group())
     for m in t.take(RX["race"]):
@@ -368,11 +375,13 @@ def _age_word(ref: Referent, word: str) -> None:
 
 
 def _nouns(ref: Referent, phrase: str) -> None:
-    """A phrase read for its position or emotion may name a gender or age too ("the second man", "the sad child")."""
+    """A phrase read for its position or emotion may name a gender, an age or a plural too ("the second man",
+    "the sad child", "the people who look sad")."""
     for m in RX["gender"].rx.finditer(phrase):
         ref.gender = V.gender[m.group(1)]
     for m in RX["age"].rx.finditer(phrase):
         ref.ages, ref.age_words = V.ages[m.group(1)], m.group(1)
+    ref.plural |= bool(RX["plural"].rx.search(phrase))  # "the people who look sad" are all of them
 
 
 def _indexes(t: Reading, ref: Referent, images: list[tuple[int, int]]) -> None:

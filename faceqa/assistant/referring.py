@@ -66,7 +66,7 @@ def fits(person: Person, ref: Referent) -> bool:
     """Whether a face fits every description word of `ref` (an unknown attribute never fits)."""
     if ref.gender and person.gender != ref.gender:
         return False
-    if ref.emotion and (person.emotion is None or (person.emotion == ref.emotion) == ref.not_emotion):
+    if ref.emotions and (person.emotion is None or (person.emotion in ref.emotions) == ref.not_emotion):
         return False
     if ref.race and person.race != ref.race:
         return False

@@ -195,6 +195,12 @@ def _intent(q: Question, chat: Chat) -> Intent:
     return "attribute" if not ref.empty else "help"
 
 
+def _one(q: Question, attribute: str) -> str | None:
+    """The one label a question names for `attribute` ("is she a woman?"), if it names exactly one."""
+    labels = q.asked.get(attribute, ())
+    return labels[0] if len(labels) == 1 else None
+
+
 def _attributes(q: Question, intent: str, chat: Chat) -> tuple[str, ...]:
     if intent == "reasoning":
         return ("emotion",)
@@ -247,8 +253,8 @@ def _plan_describe(q: Question, chat: Chat, base: dict, fixed: Grounding | None)
 def _plan_count(q: Question, chat: Chat, base: dict, fixed: Grounding | None) -> Plan:
     ref = q.referent
     counted = ref.but(
-        emotion=ref.emotion or q.asked.get("emotion"),
-        gender=ref.gender or q.asked.get("gender"),
+        emotions=ref.emotions or q.asked.get("emotion", ()),
+        gender=ref.gender or _one(q, "gender"),
         plural=True,
         pronoun=None,
     )
@@ -261,7 +267,7 @@ def _plan_count(q: Question, chat: Chat, base: dict, fixed: Grounding | None) ->
         return _finish(Plan(intent="count", **base), g)
     return Plan(
         intent="count",
-        emotion=counted.emotion,
+        emotion=counted.emotions[0] if len(counted.emotions) == 1 else None,
         targets=tuple(g.targets),
         candidates=tuple(scope.targets),
         condition=describe_filters(counted, plural=True),
@@ -280,15 +286,16 @@ def _plan_compare(q: Question, chat: Chat, base: dict, fixed: Grounding | None) 
         return _finish(Plan(intent="compare", comparison="same_age", attributes=("age",), **base), named)
     if ref.superlative or ref.emotion_most:
         return _extreme(q, chat, base)
-    wanted = q.asked.get("emotion")
-    if wanted and not ref.emotion:
+    wanted = q.asked.get("emotion", ())
+    if wanted and not ref.emotions:  # "who looks surprised or scared?": a face that reads any of them
         scope = _with_focus(ref.but(plural=True), chat, singular=False)
-        plan = Plan(intent="compare", comparison="emotion", emotion=wanted, attributes=("emotion",), **base)
+        plan = Plan(intent="compare", comparison="emotion", emotion=wanted[0] if len(wanted) == 1 else None,
+                    asked={"emotion": wanted}, attributes=("emotion",), **base)  # fmt: skip
         if scope.status != "ok":
             return _finish(plan, scope)
-        matched = [r for r in scope.targets if labelled(chat.faces[r].emotion, wanted)]
+        matched = [r for r in scope.targets if any(labelled(chat.faces[r].emotion, w) for w in wanted)]
         return plan.model_copy(update={"targets": tuple(matched), "candidates": tuple(scope.targets)})
-    find = ref.but(gender=ref.gender or q.asked.get("gender"), plural=True)
+    find = ref.but(gender=ref.gender or _one(q, "gender"), plural=True)
     g = fixed or ground(find, chat.faces, chat.n_images, chat.focus, singular=False)
     plan = Plan(intent="compare", comparison="find", attributes=ATTRIBUTE_FIELDS,
                 condition=describe_filters(find, plural=True), **base)  # fmt: skip
@@ -333,8 +340,8 @@ def _two(q: Question, chat: Chat, joined_by: str = "and|as|with|vs|versus|to|tha
     if len(ref.indexes) >= 2:
         g = ground(ref.but(superlative=None, emotion_most=None), chat.faces, chat.n_images, chat.focus, singular=False)
         return _distinct(g)
-    g = _named(q, chat, joined_by, keep_ranks=False)
-    return _distinct(g) if g is not None and (g.status != "ok" or len(g.targets) == 2) else None
+    named = _named(q, chat, joined_by, keep_ranks=False)
+    return _distinct(named) if named is not None and (named.status != "ok" or len(named.targets) == 2) else None
 
 
 def _several(q: Question, chat: Chat) -> Grounding | None:
