@@ -113,6 +113,29 @@ def test_an_open_question_goes_to_the_vlm_with_the_per_face_report_and_says_whos
     assert _images(received[-1])[0].shape == (380, 1200, 3)
 
 
+def test_a_compound_question_sends_each_part_where_it_is_best_answered(ask, examples, group_report):
+    """The age part stays with the engine; only the reasoning part reaches the VLM, with person 2's crop."""
+    answer, received = ask("How old is person 1 and why does person 2 look surprised?")
+    assert len(received) == 1 and _text(received[0]) == templates.question("reasoning", "chat")
+    crop = face_crop(load_image(examples / "group.jpg"), group_report.faces[1].box)
+    assert np.array_equal(_images(received[0])[0], crop)
+    age, why = answer.result.parts
+    assert age.task == "attribute" and "VLM" not in (age.reasoning or "") + age.answer
+    assert answer.answer.startswith(age.answer) and age.answer.startswith("Person 1 (far left) appears")
+    header = "The VLM's step-by-step explanation of person 2, checked against the measured cues:"
+    assert header in why.reasoning and header in answer.reasoning and "person 1," not in answer.reasoning
+
+
+def test_a_compound_question_asks_the_vlm_only_its_own_open_part(ask, group_report):
+    answer, received = ask("How many people are there, and is anyone wearing glasses?")
+    assert len(received) == 1 and _text(received[0]).rstrip().endswith("is anyone wearing glasses")
+    assert "how many" not in _text(received[0]).split("\n")[-1]
+    count, seen = answer.result.parts
+    assert count.task == "count" and count.result.count == len(group_report.faces)
+    assert seen.answer == OPEN_PREFIX + "Person 4 wears a dark uniform; nobody wears glasses."
+    assert answer.answer == f"{count.answer}\n\n{seen.answer}"
+
+
 def test_a_declined_question_never_reaches_the_model(ask):
     answer, received = ask("Is person 1 a criminal?")
     assert answer.task == "refuse" and received == []

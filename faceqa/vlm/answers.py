@@ -11,7 +11,9 @@
   VLM answers on the marked photo with the per-face report as context, and the answer says it
   is the model's description, not a measurement.
 
-The refusal policy runs first (in the router), so a declined question never reaches the model.
+A compound question is answered part by part, each part where it is best answered (the router
+splits it once, for both assistants). The refusal policy runs first (in the router), so a declined
+question never reaches the model.
 A VLM that times out or fails never fails the answer: the embedded answer is given with a note.
 """
 
@@ -28,7 +30,7 @@ from faceqa.assistant import Assistant, Conversation
 from faceqa.assistant.plan import FaceRef, Plan
 from faceqa.assistant.router import route
 from faceqa.prompts import templates
-from faceqa.schema import Answer, FaceReport, ImageReport
+from faceqa.schema import Answer, CompoundResult, FaceReport, ImageReport
 
 from .attributes import VLMAttributes, VLMAttributesConfig
 from .base import GenerationParams, Message, VLMBackend
@@ -126,6 +128,13 @@ class VLMAssistant(Assistant):
             embedded = super().answer(images, question, conversation, plan=plan)
         finally:
             self._local.analysed = None
+        if plan.parts and isinstance(embedded.result, CompoundResult):
+            return self._compound(plan, embedded, reports, rgbs)
+        return self._one(plan, embedded, question, reports, rgbs)
+
+    def _one(self, plan: Plan, embedded: Answer, question: str, reports: Sequence[ImageReport],
+             rgbs: Sequence[np.ndarray | None]) -> Answer:
+        """One question (or one part of a compound question) where it is best answered."""
         try:
             if plan.intent == "reasoning" and plan.status == "ok":
                 return self._reasoning(plan, embedded, reports, rgbs)
@@ -135,6 +144,22 @@ class VLMAssistant(Assistant):
             log.warning("VLM answer failed: %s: %s", type(error).__name__, error)
             return _with_note(embedded, FALLBACK.format(reason=f"{type(error).__name__}: {error}"))
         return embedded
+
+    def _compound(self, plan: Plan, embedded: Answer, reports: Sequence[ImageReport],
+                  rgbs: Sequence[np.ndarray | None]) -> Answer:
+        """Each part where it is best answered, as the embedded assistant split them: "how old is person 1 and why
+        does person 2 look surprised?" is the engine's age and the VLM's checked reasoning about person 2's crop; the
+        VLM sees the part's own words, never the whole question. A part the VLM fails keeps its embedded answer."""
+        assert isinstance(embedded.result, CompoundResult)
+        parts = [self._one(part, answer, part.question, reports, rgbs)
+                 for part, answer in zip(plan.parts, embedded.result.parts, strict=True)]
+        if parts == embedded.result.parts:
+            return embedded
+        return embedded.model_copy(update={
+            "answer": "\n\n".join(p.answer for p in parts),
+            "reasoning": "\n\n".join(p.reasoning for p in parts if p.reasoning) or None,
+            "result": CompoundResult(parts=parts),
+        })
 
     def _reasoning(self, plan: Plan, embedded: Answer, reports: Sequence[ImageReport],
                    rgbs: Sequence[np.ndarray | None]) -> Answer:
