@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 from typing import Literal
 
@@ -64,8 +65,8 @@ def tiny(tiny_checkpoints):
     return root
 
 
-def _serve(interpreter, tiny, name: str, loras: dict[str, str]):
-    config = ServeConfig(model=str(tiny / name), port=free_port(), cpu=True, loras=loras)
+def _serve(interpreter, tiny, name: str, loras: dict[str, str], max_model_len: int | None = None):
+    config = ServeConfig(model=str(tiny / name), port=free_port(), cpu=True, loras=loras, max_model_len=max_model_len)
     server = VLLMServer(config, log_path=tiny / f"{name}-vllm.log", python=interpreter)
     server.start()
     try:
@@ -312,3 +313,107 @@ def test_paligemma_lora_greedy_parity_with_the_recorded_mask(paligemma, tiny, tm
     print(f"PaliGemma+LoRA greedy parity with vLLM (CPU): recorded mask {same_recorded}/12, full prefix {same_full}/12")
     # Not every answer: a random tiny model has near-ties that vLLM's CPU kernels and torch break differently.
     assert same_recorded >= 9 and same_full <= 3
+
+
+# -- the assistant's VLM questions as the real server receives them ----------------------------------------
+
+
+class _Recorder:
+    """Between the assistant and vLLM: forwards each chat request unchanged but for vLLM's `return_token_ids`,
+    and keeps the request (its images, as sent) with the prompt tokens vLLM says it built from it."""
+
+    def __init__(self, upstream: str):
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        import httpx
+        from eval_standin import JSONHandler
+
+        self.seen: list[tuple[dict, list[int]]] = []
+        recorder = self
+
+        class Handler(JSONHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                reply = httpx.get(upstream + self.path.removeprefix("/v1"), timeout=60)
+                self._send(reply.status_code, reply.json())
+
+            def do_POST(self) -> None:  # noqa: N802
+                request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                reply = httpx.post(upstream + self.path.removeprefix("/v1"), timeout=600,
+                                   json={**request, "return_token_ids": True})
+                body = reply.json()
+                recorder.seen.append((request, body.get("prompt_token_ids") or []))
+                self._send(reply.status_code, body)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _sent_images(request: dict) -> list[np.ndarray]:
+    parts = request["messages"][-1]["content"]
+    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(p["image_url"]["url"].split(",", 1)[1]))).convert("RGB"))
+            for p in parts if p["type"] == "image_url"]
+
+
+def _sent_text(request: dict) -> str:
+    return next(p["text"] for p in request["messages"][-1]["content"] if p["type"] == "text")
+
+
+@pytest.fixture(scope="module")
+def llava_long(vllm_interpreter, tiny):
+    """A tiny LLaVA with 2,048 positions: the open question's per-face context is over 512 of the tiny BPE's tokens."""
+    from faceqa.dev.tiny import TinySize, make_tiny_lora, make_tiny_vlm
+
+    make_tiny_vlm("llava", tiny / "llava-long", size=TinySize(max_positions=2048))
+    make_tiny_lora(tiny / "llava-long", tiny / "llava-long-lora")
+    yield from _serve(vllm_interpreter, tiny, "llava-long", {"llava-lora": str(tiny / "llava-long-lora")}, 2048)
+
+
+def test_each_kind_of_question_reaches_real_vllm_with_its_prompt_and_image(llava_long, tiny, examples, engine,
+                                                                           group_report):
+    """What the real server receives: the request as forwarded, and the prompt tokens vLLM built from it."""
+    from transformers import AutoTokenizer
+
+    from faceqa.crops import face_crop
+    from faceqa.images import load_image
+    from faceqa.prompts import templates
+    from faceqa.vlm.answers import VLMAssistant
+    from faceqa.vlm.marks import marked_photo
+
+    photo = load_image(examples / "group.jpg")
+    tokenizer = AutoTokenizer.from_pretrained(tiny / "llava-long")
+    recorder = _Recorder(llava_long.base_url)
+    try:
+        assistant = VLMAssistant(OpenAIBackend(recorder.base_url, "llava-lora", max_retries=0), engine=engine)
+
+        def ask(question: str) -> list[tuple[dict, str]]:
+            before = len(recorder.seen)
+            assistant.answer([examples / "group.jpg"], question)
+            return [(request, tokenizer.decode(ids)) for request, ids in recorder.seen[before:]]
+
+        [(reasoning, tokens)] = ask("Explain the expression of person 3 step by step")
+        assert _sent_text(reasoning) == templates.question("reasoning", "chat")
+        assert templates.question("reasoning", "chat") in tokens and templates.system_prompt() in tokens
+        crop = face_crop(photo, group_report.faces[2].box)
+        assert np.array_equal(_sent_images(reasoning)[0], crop)
+
+        marked = np.asarray(marked_photo(photo, group_report))
+        asked = ask("How old is the boy holding a ball?")
+        referents = [(r, t) for r, t in asked if "Which number marks" in _sent_text(r)]
+        assert len(referents) == 1 and "the boy holding a ball" in referents[0][1]
+        assert np.array_equal(_sent_images(referents[0][0])[0], marked)
+
+        [(opened, tokens)] = ask("Is anyone wearing glasses?")
+        assert "Is anyone wearing glasses?" in tokens
+        assert all(f"- {face.id}: apparently {face.gender.label.lower()}" in tokens for face in group_report.faces)
+        assert np.array_equal(_sent_images(opened)[0], marked)
+
+        assert ask("Is person 1 a criminal?") == []  # declined before anything reaches the model
+    finally:
+        recorder.close()
