@@ -42,7 +42,7 @@ class Referent:
     contrast: bool = False  # "and her?", "what about him?": someone other than the face just talked about
     everyone: bool = False
     others: bool = False  # "the others", "everyone else", "the rest"
-    among: bool = False  # "which one", "of them": chosen within the faces last talked about, when several
+    among: bool = False  # "which one", "of them", "the older one": within the faces last talked about, if several
     plural: bool = False
     adjacent: str | None = None  # "next", "left", "right" (of the anchor, in the image)
     anchor: Referent | None = None
@@ -199,7 +199,10 @@ RX = {
     "age": Gated(rf"\b({alternatives(_AGE_WORDS)})\b", tokens(*_AGE_WORDS)),
     "gender": Gated(rf"\b({alternatives(_GENDER_NOUNS)})\b", tokens(*_GENDER_NOUNS)),
     "pronoun": Gated(rf"\b({alternatives(V.pronouns)})\b", tokens(*V.pronouns)),
-    "among": Gated(rf"\b(?:{alternatives(V.among)})\b", tokens("which among of out between")),
+    "among": Gated(
+        rf"\b(?:{alternatives(V.among)})\b|\b(?:{alternatives(V.comparatives)})\b(?! than\b)",
+        tokens("which among of out between", *V.comparatives),
+    ),
     "others": Gated(
         r"\b(?:the others?|(?:everyone|everybody|anyone|anybody) else|the rest(?: of them)?|all the others"
         r"|the other (?:ones?|people|persons|faces|two|three|\d+))\b",
@@ -254,6 +257,9 @@ def parse(text: str) -> Referent:
     """Read the referring words of a normalised question."""
     t = Reading(text)
     ref = Referent()
+    # Found, not taken: "which of them" still reads "them" as a pronoun and "older" as a superlative, for when
+    # fewer than two faces were talked about.
+    ref.among = bool(t.find(RX["among"]))
     images = [(m.start(), ordinal(m.group(1))) for m in t.take(RX["image"], every=True)]
     images += [(m.start(), _number(m.group(1))) for m in t.take(RX["image_n"], every=True)]
     images.sort()
@@ -296,8 +302,6 @@ def parse(text: str) -> Referent:
     for m in t.take(RX["unresolved"]):
         ref.unresolved = m.group().strip()
         _nouns(ref, m.group())
-    # Not taken: "which of them" still reads "them" as a pronoun, for when fewer than two faces were talked about.
-    ref.among = bool(t.find(RX["among"]))
     if t.take(RX["others"]):
         ref.others = ref.plural = True
         ref.words.append("the others")

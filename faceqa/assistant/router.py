@@ -151,7 +151,9 @@ def _after_question(q: Question, chat: Chat) -> Chat:
     ("what is her emotion?" after "which woman?" asks again, or takes the one it fits); a bare answer by position
     or rank ("the one on the right", "the older one") picks among them. Anything else reads as usual."""
     ref = q.referent
-    if ref.pronoun and not (ref.selector or ref.filters or ref.others or ref.everyone or ref.among):
+    if ref.among:  # "which one is older?": one of them
+        return replace(chat, focus=list(chat.pending))
+    if ref.pronoun and not (ref.selector or ref.filters or ref.others or ref.everyone):
         gender = {"he": "Male", "she": "Female"}.get(ref.pronoun)
         if gender is None or any(labelled(chat.faces[r].gender, gender) for r in chat.pending):
             return replace(chat, focus=list(chat.pending))

@@ -33,6 +33,7 @@ class Vocabulary:
     plural_gender: frozenset[str]
     ages: dict[str, tuple[float, float]]
     among: tuple[str, ...]  # phrases that choose within the faces last talked about
+    comparatives: tuple[str, ...]  # without "than", these choose within them too ("who is older?")
     aggregate: dict[str, tuple[str, ...]]  # aggregate ("average") -> the words that ask for it
     pronouns: dict[str, str]
     slang: dict[str, str]
@@ -61,6 +62,7 @@ def vocabulary() -> Vocabulary:
         plural_gender=frozenset(data["gender"]["plural"]),
         ages=ages,
         among=tuple(data["among"]["phrases"]),
+        comparatives=tuple(data["among"]["comparatives"]),
         aggregate={name: tuple(words) for name, words in data["aggregate"].items()},
         pronouns=dict(data["pronouns"]),
         slang=dict(data["slang"]),
