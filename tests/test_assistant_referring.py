@@ -110,6 +110,7 @@ def _feeling(i: int, emotion: str) -> FaceReport:
     ("is person 3 surprised or scared?", [3], "No: person 3 (second from the right) looks happy (confidence 80%), "
                                               "not surprised or afraid"),
     ("is person 2 surprised or scared?", [2], "Yes: person 2 (second from the left) looks afraid"),
+    ("who looks sad, surprised or scared?", [1, 2], "look sad, surprised or afraid"),  # a list: any of them
     ("how old are the people who look scared or surprised?", [1, 2], "Person 2 (second from the left) appears 30-39"),
 ])
 def test_a_disjunction_of_emotions_matches_either(question, faces, said):

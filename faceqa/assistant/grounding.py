@@ -81,8 +81,9 @@ def describe_filters(ref: Referent, plural: bool = False) -> str:
 
 
 def either(attribute: str, labels: Sequence[str]) -> str:
-    """Labels as words, joined by "or": "surprised or scared"."""
-    return " or ".join(display(attribute, label) for label in labels)
+    """Labels as words, any of them meant: "surprised or afraid", "sad, neutral or angry"."""
+    words = [display(attribute, label) for label in labels]
+    return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else "".join(words)
 
 
 def age_range(ages: tuple[float, float]) -> str:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from .plan import ATTRIBUTE_FIELDS
-from .referents import Referent, emotion_labels, parse
+from .referents import ANY_EMOTION, Referent, emotion_labels, parse
 from .vocabulary import Gated, Reading, alternatives, tokens, vocabulary
 
 V = vocabulary()
@@ -99,8 +99,7 @@ _GENDER_ASKED = Gated(
     r"|\ball (men|women|males|females|guys|ladies|boys|girls)\s*$",  # "are they all men?"
     tokens("a an male female all"),
 )
-_EMO = alternatives(V.emotions)
-_EMOTION_ASKED = Gated(rf"\b((?:{_EMO})(?: or (?:{_EMO}))*)\b", tokens(*V.emotions))  # "surprised or scared"
+_EMOTION_ASKED = Gated(rf"\b({ANY_EMOTION})\b", tokens(*V.emotions))  # "surprised or scared", "sad, scared or angry"
 _RACE_ASKED = Gated(rf"\b({alternatives(V.races)})\b", tokens(*V.races))
 _PLURAL_ATTRIBUTE = Gated(
     r"\b(?:ages|genders|emotions|expressions|races|ethnicities|feelings|moods)\b",

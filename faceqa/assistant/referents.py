@@ -99,7 +99,7 @@ _NOUNS = (
 )
 PERSON = rf"(?:{alternatives(_NOUNS.split())})"
 _EMO = alternatives(V.emotions)
-_EMOS = rf"(?:{_EMO})(?: or (?:{_EMO}))*"  # "surprised or scared": any of them
+ANY_EMOTION = rf"(?:{_EMO})(?: (?:or )?(?:{_EMO}))*"  # "surprised or scared", "sad, scared or angry": any of them
 _EMO_WORD = re.compile(rf"\b({_EMO})\b")
 _VERB = (
     r"(?:is|are|looks?|seems?|appears?|feels?)(?: not)?(?: to be)?"
@@ -169,13 +169,13 @@ RX = {
         rf"\b(happiest|saddest|angriest|(most|least) ({_EMO}))\b", tokens("happiest saddest angriest most least")
     ),
     "emotion_not": Gated(
-        rf"\b(?:not|never) (?:looking |look |looks |seem |seems |appear |appears |feeling )?({_EMOS})\b",
+        rf"\b(?:not|never) (?:looking |look |looks |seem |seems |appear |appears |feeling )?({ANY_EMOTION})\b",
         tokens("not never"),
     ),
-    "emotion_rel": Gated(rf"\b{PERSON} (?:who|that|which) {_VERB} ({_EMOS})\b", tokens("who that which")),
-    "emotion_adj": Gated(rf"\bthe ({_EMOS})(?: looking)? {PERSON}\b", tokens(*V.emotions)),
+    "emotion_rel": Gated(rf"\b{PERSON} (?:who|that|which) {_VERB} ({ANY_EMOTION})\b", tokens("who that which")),
+    "emotion_adj": Gated(rf"\bthe ({ANY_EMOTION})(?: looking)? {PERSON}\b", tokens(*V.emotions)),
     "emotion_participle": Gated(
-        rf"\b{PERSON} (?:looking|with an?) ({_EMOS})(?: expression| face| look)?\b", tokens("looking with")
+        rf"\b{PERSON} (?:looking|with an?) ({ANY_EMOTION})(?: expression| face| look)?\b", tokens("looking with")
     ),
     "race": Gated(rf"\b({alternatives(V.races)})(?= {PERSON}\b)", tokens(*V.races)),
     "age_over": Gated(
