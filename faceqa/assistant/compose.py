@@ -193,11 +193,10 @@ class Composer:
     def _subject(self, plan: Plan, ref: FaceRef, repeated: str = "") -> str:
         """ "Person 2 (second from the left; the only face that appears female)"; `how` is left out when the
         answer says the same thing anyway (`repeated`)."""
-        name = self.name(ref)
         how = plan.how if len(plan.targets) == 1 and plan.how and not _says(repeated, plan.how) else ""
-        if how:
-            name = name[:-1] + f"; {how})" if name.endswith(")") else f"{name} ({how})"
-        return _cap(name)
+        if plan.roles and ref in plan.targets:  # "how old are the youngest man and the oldest woman?"
+            how = plan.roles[plan.targets.index(ref)]
+        return _cap(_aside(self.name(ref), how))
 
     def _race_note(self, plan: Plan, refs: Sequence[FaceRef]) -> str:
         if "race" in plan.named and not self.race_note_said and any(self.faces[r].race is None for r in refs):
@@ -304,7 +303,8 @@ class Composer:
         for ref in refs:
             face = self.faces[ref]
             phrases = self.phrases(face, plan.attributes)
-            subject = self._subject(plan, ref, " ".join(phrases)) if len(refs) == 1 else _cap(self.name(ref))
+            alone = len(refs) == 1 or plan.roles
+            subject = self._subject(plan, ref, " ".join(phrases)) if alone else _cap(self.name(ref))
             if not phrases:
                 lines.append(f"{subject}: no estimate for {', '.join(plan.attributes)}.")
                 continue
@@ -588,6 +588,13 @@ def _cues(cot: CoT, emotion: str) -> str:
     seen = [o for o in cot.observations if o.au in prototype] or list(cot.observations[:2])
     plain = [emfacs()["aus"].get(o.au, ["", o.au])[1] for o in seen[:3]]
     return _join(plain) if plain else "no clear facial movement"
+
+
+def _aside(name: str, words: str) -> str:
+    """A name with words in its parentheses: "person 2 (second from the left; the oldest woman)"."""
+    if not words:
+        return name
+    return name[:-1] + f"; {words})" if name.endswith(")") else f"{name} ({words})"
 
 
 def _group_bounds(group: str) -> tuple[int, int | None]:

@@ -10,7 +10,7 @@ none, comes back as "ambiguous" or "not_found" with the faces it could have mean
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from faceqa.prompts.taxonomy import display
 from faceqa.prompts.templates import ordinal
@@ -31,6 +31,7 @@ class Grounding:
     how: str = ""  # how the phrase was read, when that is worth saying
     why: str = ""  # why nothing (or not one face) was picked
     note: str = ""  # a caveat: the model reads the face differently from the words
+    roles: list[str] = field(default_factory=list)  # faces named one by one: the words that named each target
 
     @classmethod
     def fail(cls, status: Status, candidates: Sequence[FaceRef], why: str) -> Grounding:

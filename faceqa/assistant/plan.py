@@ -61,6 +61,7 @@ class Plan(BaseModel):
     candidates: tuple[FaceRef, ...] = ()
     status: Status = "ok"
     how: str = ""  # how the referent was read ("the leftmost face"), said with the answer
+    roles: tuple[str, ...] = ()  # several faces named one by one: the words that named each target ("the oldest woman")
     why: str = ""  # why the question cannot be answered as asked (status is not "ok")
     condition: str = ""  # what a count or a search filters by ("appear female"); empty: everyone
     note: str = ""  # a caveat the answer must carry (a description the model disagrees with)

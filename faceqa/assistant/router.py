@@ -216,7 +216,7 @@ def _attributes(q: Question, intent: str, chat: Chat) -> tuple[str, ...]:
 def _finish(plan: Plan, g: Grounding) -> Plan:
     if g.status == "ok":
         return plan.model_copy(update={"targets": tuple(g.targets), "candidates": tuple(g.candidates),
-                                       "how": g.how, "note": g.note})  # fmt: skip
+                                       "how": g.how, "note": g.note, "roles": tuple(g.roles)})  # fmt: skip
     return plan.model_copy(update={"status": g.status, "candidates": tuple(g.candidates), "why": g.why})
 
 
@@ -360,7 +360,7 @@ def _named(q: Question, chat: Chat, joined_by: str, keep_ranks: bool) -> Groundi
     halves = re.split(rf"\b(?:{joined_by})\b", q.blanked, maxsplit=1)
     if len(halves) < 2:
         return None
-    picked = []
+    picked, roles = [], []
     for half in halves:
         part = parse(half)
         if not keep_ranks:
@@ -371,7 +371,9 @@ def _named(q: Question, chat: Chat, joined_by: str, keep_ranks: bool) -> Groundi
         if g.status != "ok":
             return g
         picked.extend(g.targets)
-    return Grounding(picked, picked, how="the faces you named" if len(picked) > 2 else "the two faces you named")
+        roles.extend([f"the {' '.join(part.words)}" if part.words and not part.indexes else ""] * len(g.targets))
+    how = "the faces you named" if len(picked) > 2 else "the two faces you named"
+    return Grounding(picked, picked, how=how, roles=roles if keep_ranks and any(roles) else [])
 
 
 def _distinct(g: Grounding) -> Grounding:
