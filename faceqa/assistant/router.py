@@ -13,7 +13,9 @@ One question, followed through:
 
 Deterministic rules; a follow-up with no question words of its own ("and the person next to
 her?") continues the previous question, pronouns resolve against the faces last talked
-about. Descriptions the rules cannot ground go to an optional `ReferentResolver` (a VLM);
+about, "which one" and "the older one" choose within them, and after an answer that asked
+which face was meant, pronouns and bare answers ("the one on the left") choose among the faces
+it asked about. Descriptions the rules cannot ground go to an optional `ReferentResolver` (a VLM);
 questions the rules cannot answer at all carry `Plan.vlm` saying why.
 """
 
