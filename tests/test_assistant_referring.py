@@ -120,3 +120,15 @@ def test_a_disjunction_of_emotions_matches_either(question, faces, said):
     answer = Assistant(engine=object()).answer([report], question)
     assert answer.status == "ok" and answer.faces == faces, answer.answer
     assert said in answer.answer, answer.answer
+
+
+def test_the_average_age_is_an_estimate_with_the_range_the_age_groups_allow():
+    report = ImageReport(image=ImageInfo(width=400, height=60), faces=[_face(1, 31.0), _face(2, 35.0), _face(3, 39.0)])
+    text = Assistant(engine=object()).answer([report], "what is the average age?").answer
+    assert text.startswith("The average apparent age of the 3 faces is about 35 years. This is an estimate")
+    assert "person 2 appears 30-39 years old (about 35 years, confidence 50%)" in text
+    assert text.endswith("If every face is within its apparent age group, the average is 30-39.")
+    odd = report.model_copy(update={"faces": [*report.faces[:2], _face(3, 39.0).model_copy(
+        update={"age": AgeEstimate(years=39.0, group="adult", score=0.5)})]})  # fmt: skip
+    text = Assistant(engine=object()).answer([odd], "what is the average age?").answer
+    assert "about 35 years" in text and "age group, the average" not in text  # no range from a group that is none

@@ -14,6 +14,7 @@ not-visible question never gets an attribute list.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -59,6 +60,7 @@ OTHER_LANGUAGE = (
 )
 READING_ORDER = ("gender", "age", "emotion", "race")
 CLOSE_AGE = 3.0  # apparent years: a smaller gap is called a toss-up
+_AGE_GROUP = re.compile(r"(\d+)(?:\s*-\s*(\d+)|\s*\+)")  # "30-39", "70+"
 
 
 def _cap(text: str) -> str:
@@ -414,7 +416,7 @@ class Composer:
                 f"The average apparent age of {who} is about {mean:.0f} years. This is an estimate: the mean of "
                 f"each face's apparent age, and each of those can be off by years. Apparent ages: {each}."
             )
-            bounds = [_group_bounds(age.group) for r in aged if (age := self.faces[r].age) is not None]
+            bounds = [b for r in aged if (age := self.faces[r].age) and (b := _group_bounds(age.group))]
             if len(bounds) == n:
                 low = sum(b[0] for b in bounds) / n
                 highs = [b[1] for b in bounds]
@@ -597,10 +599,11 @@ def _aside(name: str, words: str) -> str:
     return name[:-1] + f"; {words})" if name.endswith(")") else f"{name} ({words})"
 
 
-def _group_bounds(group: str) -> tuple[int, int | None]:
-    """An age group's years: "30-39" -> (30, 39), "70+" -> (70, None)."""
-    low, _, high = group.rstrip("+").partition("-")
-    return int(low), (int(high) if high else None)
+def _group_bounds(group: str) -> tuple[int, int | None] | None:
+    """An age group's years: "30-39" -> (30, 39), "70+" -> (70, None); None for a group that is not a range."""
+    if not (m := _AGE_GROUP.fullmatch(group.strip())):
+        return None
+    return int(m.group(1)), (int(m.group(2)) if m.group(2) else None)
 
 
 def _says(text: str, how: str) -> bool:
