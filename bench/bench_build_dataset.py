@@ -47,45 +47,77 @@ from faceqa.finetune.build import BuildConfig, Source, run_build
 from faceqa.finetune.crop import CropConfig
 from faceqa.finetune.worker import FaceJobConfig
 
-def sample(peak, stop):
+ACTOR = "FaceStage"  # in a Ray actor's process title (ray::FaceStage...)
+REMOTE = sys.argv[3] not in ("one-machine", "old-pool", "local")  # another cluster's actors: not our children
+
+def cpu(process):
+    times = process.cpu_times()
+    return times.user + times.system
+
+def sample(peak, seconds, started, stop):
+    # Peak RSS of the process tree; CPU seconds per process (latest reading wins: a process may vanish).
     me = psutil.Process()
-    while not stop.wait(0.25):
+    while True:
         total = me.memory_info().rss
         try:
             children = me.children(recursive=True)  # Ray's workers come and go: one may vanish mid-walk
         except psutil.Error:
-            continue
-        for child in children:
+            children = []
+        pids = {c.pid for c in children}
+        actors = [p for p in psutil.process_iter() if p.pid not in pids and p.pid != me.pid] if REMOTE else []
+        for process in [*children, *actors]:
             try:
-                total += child.memory_info().rss
+                title = " ".join(process.cmdline())
+                if process.pid not in pids and (ACTOR not in title or process.create_time() < started):
+                    continue
+                if process.pid in pids:
+                    total += process.memory_info().rss
+                kind = "actors" if ACTOR in title else "other_processes"
+                seconds[process.pid] = (kind, cpu(process), seconds.get(process.pid, (kind, 0.0, cpu(process)))[2])
             except psutil.Error:
                 pass
         peak[0] = max(peak[0], total)
+        if stop.wait(0.25):
+            seconds["sampler"] = ("sampler", time.thread_time(), 0.0)  # its own CPU, counted in the driver's
+            return
+
+def own_cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 if __name__ == "__main__":
     root, out, mode, workers, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
     job = FaceJobConfig(crop=CropConfig(mode="trust", size=size))
     if mode == "old-pool":
         config = BuildConfig(job=job, processes=workers)
-    elif mode == "local":
+    elif mode == "one-machine":
         config = BuildConfig(job=job)
-    else:
+    else:  # "local" or a cluster's address
         from faceqa.cluster import RaySettings, connect
         config = BuildConfig(job=job, ray=RaySettings(address=mode, workers=workers))
         connect(config.ray)  # start or join the cluster before the clock starts: a service, not build work
-    peak, stop = [0], threading.Event()
-    threading.Thread(target=sample, args=(peak, stop), daemon=True).start()
-    started = time.perf_counter()
+    peak, seconds, stop = [0], {}, threading.Event()
+    sampler = threading.Thread(target=sample, args=(peak, seconds, time.time() - 1, stop), daemon=True)
+    sampler.start()
+    time.sleep(0.5)  # a first reading of Ray's processes before the build
+    started, driver_cpu = time.perf_counter(), own_cpu()
     summary = run_build([Source.parse(f"fairface={root}")], out, config, overwrite=True, progress=False)
-    seconds = time.perf_counter() - started
+    seconds_taken, driver_cpu = time.perf_counter() - started, own_cpu() - driver_cpu
     stop.set()
+    sampler.join()
     digest = hashlib.sha256()
     for path in sorted(p for p in __import__("pathlib").Path(out).glob("*/shard-*.parquet")):
         digest.update(path.name.encode() + path.read_bytes())
     faces = sum(sum(v.values()) for v in (s.get("gender", {}) for s in summary["balance"].values()))
+    cpus = {"actors": 0.0, "other_processes": 0.0, "sampler": 0.0}
+    for kind, last, first in seconds.values():
+        cpus[kind] += last - first
+    driver_cpu -= cpus.pop("sampler")
     own = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"seconds": seconds, "source_rows": faces + sum(summary["dropped"].values()),
+    print(json.dumps({"seconds": seconds_taken, "source_rows": faces + sum(summary["dropped"].values()),
                       "rows": sum(summary["rows"].values()), "shards_sha256": digest.hexdigest(),
+                      "cpu_seconds": {"driver": driver_cpu, **cpus},
+                      "actor_processes": sum(kind == "actors" for kind, _, _ in seconds.values()),
                       "peak_rss_mb_driver": own.ru_maxrss / 1024, "peak_rss_mb_tree": peak[0] / 2**20}))
 """
 
@@ -122,10 +154,14 @@ def build(root: Path, mode: str, workers: int, size: int, pythonpath: Path = REP
         raise RuntimeError(result.stderr[-3000:])
     record = json.loads(result.stdout.strip().splitlines()[-1])
     record.update(rows_per_second=record["source_rows"] / record["seconds"], mode=label or mode, workers=workers,
-                  load_average_after=os.getloadavg()[0])
+                  load_average_after=os.getloadavg()[0],
+                  cpu_ms_per_row={k: 1000 * v / record["source_rows"] for k, v in record["cpu_seconds"].items()})
+    cpu = record["cpu_ms_per_row"]
     print(f"{record['mode']:>24} x{workers}: {record['rows_per_second']:.0f} rows/s ({record['source_rows']} rows "
           f"in {record['seconds']:.1f} s; peak RSS driver {record['peak_rss_mb_driver']:.0f} MB, process tree "
-          f"{record['peak_rss_mb_tree']:.0f} MB; load average {record['load_average_after']:.1f})", flush=True)
+          f"{record['peak_rss_mb_tree']:.0f} MB; load average {record['load_average_after']:.1f}); CPU ms per row: "
+          f"driver {cpu['driver']:.2f}, actors {cpu['actors']:.2f} ({record['actor_processes']} processes), "
+          f"others {cpu['other_processes']:.2f}", flush=True)
     return record
 
 
@@ -190,7 +226,7 @@ def main() -> None:
 
     large, small = dataset(args.rows, args.size), dataset(args.small, args.size)
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other jobs skew rows/s)")
-    runs = {"local": build(large, "local", 1, args.size, label="one machine, no Ray"),
+    runs = {"local": build(large, "one-machine", 1, args.size, label="one machine, no Ray"),
             "ray_1": build(large, "local", 1, args.size, label="Ray local")}
     with tempfile.TemporaryDirectory(prefix="faceqa-old-pool-") as folder:
         old = old_code(args.old_pool_commit, Path(folder))
@@ -203,6 +239,8 @@ def main() -> None:
             runs["two_nodes_2"] = build(large, nodes.address, 2, args.size, label="Ray, two local nodes")
 
     rate = {name: run["rows_per_second"] for name, run in runs.items()}
+    cpu = runs["ray_2"]["cpu_ms_per_row"]
+    a, d, o = cpu["actors"], cpu["driver"], cpu["other_processes"]
     same = {name: runs[name]["shards_sha256"] == runs["local"]["shards_sha256"]
             for name in ("ray_1", "ray_2", "two_nodes_2") if name in runs}
     results = {
@@ -211,13 +249,19 @@ def main() -> None:
         "scaling_ray_2_vs_1": rate["ray_2"] / rate["ray_1"],
         "ray_2_vs_old_pool_2": rate["ray_2"] / rate["old_pool_2"],
         "ray_1_vs_no_ray": rate["ray_1"] / rate["local"],
+        # On 2 cores, 1 worker is bound by its actor (1/a rows/s), 2 by the cores (2/(a+d+o)): whatever the load.
+        "cpu_ms_per_row_ray_2": cpu,
+        "scaling_bound_2_vs_1_from_cpu": 2 * a / (a + d + o),
+        "scaling_bound_2_vs_1_driver_only": 2 * a / (a + d),
         "two_nodes_vs_ray_1": rate["two_nodes_2"] / rate["ray_1"] if "two_nodes_2" in rate else None,
         "peak_rss_growth_tree": runs["ray_2"]["peak_rss_mb_tree"] / runs["ray_2_small"]["peak_rss_mb_tree"],
         "peak_rss_growth_driver": runs["ray_2"]["peak_rss_mb_driver"] / runs["ray_2_small"]["peak_rss_mb_driver"],
         "same_shards_as_one_machine": same,
     }
     save("bench_build_dataset", results)
-    print(f"Ray 2 vs 1 worker {results['scaling_ray_2_vs_1']:.2f}x (target >= 1.8); Ray 2 workers vs old 2-process "
+    print(f"Ray 2 vs 1 worker {results['scaling_ray_2_vs_1']:.2f}x (target >= 1.8; the CPU seconds per row bound it "
+          f"at {results['scaling_bound_2_vs_1_from_cpu']:.2f}x, 2a/(a+d) = "
+          f"{results['scaling_bound_2_vs_1_driver_only']:.2f}x); Ray 2 workers vs old 2-process "
           f"pool {results['ray_2_vs_old_pool_2']:.2f}x (target >= 1.0); peak RSS {args.small} -> {args.rows} rows: "
           f"tree {results['peak_rss_growth_tree']:.2f}x, driver {results['peak_rss_growth_driver']:.2f}x; "
           f"byte-identical shards: {same}")

@@ -4,8 +4,11 @@ A stand-in OpenAI-compatible server on 127.0.0.1, in its own process as a real m
 server is, answers every chat request after a fixed delay (50 ms), so wall time is
 dominated by waiting. In one run: the same items at concurrency 1 and 16 through the real
 `openai` client (target ratio >= 10x); at concurrency 16 on a local Ray (2 actors x 8
-calls, `RayPredictor`) against the thread pool's 16 (target ratio >= 0.95; the Ray
-instance is started before the clock, as a cluster would already be running); then
+calls, `RayPredictor`, a batch of calls per request) against the thread pool's 16
+(target ratio >= 0.95; the Ray instance is started before the clock, as a cluster would
+already be running), with the CPU milliseconds per call of this process (the driver),
+of the Ray actors and of Ray's other processes (robust to other load, unlike wall
+time); then
 `faceqa eval run` in a subprocess, interrupted with SIGINT part-way and run again; the
 server's own request count proves no call was repeated.
 
@@ -18,6 +21,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -27,6 +31,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import psutil
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -58,6 +63,23 @@ def fixture(root: Path, n: int) -> dict[str, str]:
     return truth
 
 
+def cpu_seconds(server: StandInProcess) -> dict[str, float]:
+    """CPU seconds so far of this process (the driver: runner threads, client or Ray driver), of the Ray actors
+    answering calls, and of the other processes it started (Ray's raylet, GCS, idle workers), the server aside."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    seconds = {"driver": usage.ru_utime + usage.ru_stime, "actors": 0.0, "other_processes": 0.0}
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if process.pid == server.pid:
+                continue
+            kind = "actors" if "PredictorActor" in " ".join(process.cmdline()) else "other_processes"
+            times = process.cpu_times()
+            seconds[kind] += times.user + times.system
+        except psutil.Error:  # gone between the listing and the reading
+            pass
+    return seconds
+
+
 def timed_run(items: list, server: StandInProcess, concurrency: int, cache: Path, ray: bool = False) -> dict:
     if ray:
         from faceqa.cluster import RaySettings
@@ -67,13 +89,15 @@ def timed_run(items: list, server: StandInProcess, concurrency: int, cache: Path
                                             RaySettings(workers=2), concurrency)
     else:
         predictor = OpenAIEndpointPredictor(server.base_url, "standin")
-    before = server.requests
+    before, cpu = server.requests, cpu_seconds(server)
     with PredictionCache(cache) as store:
         stats = run_predictions(items, [TASK], predictor, store, concurrency=concurrency, progress=False)
+    cpu = {kind: seconds - cpu[kind] for kind, seconds in cpu_seconds(server).items()}  # before the actors go
     predictor.close()
     return {"concurrency": concurrency, "ray": ray, "calls": stats.calls, "failed": stats.failed,
             "server_requests": server.requests - before, "seconds": round(stats.wall_seconds, 2),
-            "calls_per_second": round(stats.calls / stats.wall_seconds, 1)}
+            "calls_per_second": round(stats.calls / stats.wall_seconds, 1),
+            "cpu_ms_per_call": {kind: round(1000 * seconds / max(1, stats.calls), 3) for kind, seconds in cpu.items()}}
 
 
 def resume_run(dataset: Path, out: Path, server: StandInProcess, n: int, stop_after: int) -> dict:
@@ -139,11 +163,14 @@ def main() -> None:
         "speedup_16_vs_1": round(slow["seconds"] / fast["seconds"], 2),
         "ray_concurrency_16": on_ray, "threads_concurrency_16_after_ray": threads,
         "ray_vs_threads_16": round(min(fast["seconds"], threads["seconds"]) / on_ray["seconds"], 3),
+        # CPU per call is what the cores give, whatever else runs: the cost the Ray path adds per call.
+        "cpu_ms_per_call_threads_16": fast["cpu_ms_per_call"], "cpu_ms_per_call_ray_16": on_ray["cpu_ms_per_call"],
         "ideal_speedup": 16, "resume": resume,
     }
     print(json.dumps(results, indent=2))
     ok = results["speedup_16_vs_1"] >= 10 and resume["repeated_calls"] == 0 and resume["total_requests"] == args.items
     ok = ok and results["ray_vs_threads_16"] >= 0.95 and on_ray["server_requests"] == args.items
+    print(f"CPU ms per call: threads {fast['cpu_ms_per_call']}, Ray {on_ray['cpu_ms_per_call']}")
     print(f"Ray (2 actors x 8) vs 16 threads: {results['ray_vs_threads_16']}x (target >= 0.95); "
           f"speed-up {results['speedup_16_vs_1']}x (target >= 10x); resumed run repeated "
           f"{resume['repeated_calls']} calls ({resume['total_requests']} requests for {args.items} items): "

@@ -139,6 +139,11 @@ class StandInProcess:
     def requests(self) -> int:
         return sum(self.hits.values())
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process (benchmarks leave its CPU out of the client's)."""
+        return self._process.pid
+
     def __enter__(self) -> StandInProcess:
         self._process.start()
         self.base_url = self._connection.recv()

@@ -12,11 +12,12 @@ import pytest
 from PIL import Image
 
 from faceqa.dev.synthetic import write_fairface_layout
+from faceqa.files import write_atomic
 from faceqa.finetune.build import BuildConfig, Source, run_build
 from faceqa.finetune.crop import CropConfig
 from faceqa.finetune.dedup import NearDuplicateIndex, dhash
 from faceqa.finetune.splits import assign_split
-from faceqa.finetune.store import Manifest, load_built, write_shard
+from faceqa.finetune.store import Manifest, load_built
 from faceqa.finetune.tasks import dataset_action_units
 from faceqa.finetune.worker import FaceJobConfig
 from faceqa.prompts.taxonomy import AGE_GROUPS, normalize
@@ -167,8 +168,8 @@ def test_interrupted_build_resumes_without_duplicates_or_losses(fairface, tmp_pa
     def crash_on_third(self, pending):
         calls["n"] += 1
         if calls["n"] == 3:  # the shard files land, then the process dies before the manifest line
-            for split, rows in pending.rows.items():
-                write_shard(rows, self.out / f"{split}/shard-{self.next_shard:05d}.parquet")
+            for split, data in pending.files.items():
+                write_atomic(self.out / f"{split}/shard-{self.next_shard:05d}.parquet", data)
             raise KeyboardInterrupt
         return real_commit(self, pending)
 

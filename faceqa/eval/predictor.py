@@ -2,13 +2,16 @@
 
 Adapters (embedded engine, OpenAI-compatible endpoint, in-process VLM backend) stay
 thin: they produce a canonical label or None (unanswered: unparseable text, no face),
-the raw text when there is one, and the latency they measured themselves.
+the raw text when there is one, and the latency they measured themselves. The runner
+calls `predict_batch`, one job at a time unless a predictor batches (`batching`: the Ray
+predictor sends several jobs per request).
 """
 
 from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -130,6 +133,20 @@ class Predictor(ABC):
     @abstractmethod
     def predict(self, item: FaceRecord, task: str) -> Prediction:
         """Answer `task` for `item`. Raise for a bad input or a failed call; never return a guess."""
+
+    def batching(self, concurrency: int) -> tuple[int, int]:
+        """How the runner calls `predict_batch` at `concurrency`: (jobs per call, calls at once)."""
+        return 1, concurrency
+
+    def predict_batch(self, jobs: Sequence[tuple[FaceRecord, str]]) -> list[Prediction | Exception]:
+        """Each job's prediction or the error its `predict` raised, in order."""
+        outcomes: list[Prediction | Exception] = []
+        for item, task in jobs:
+            try:
+                outcomes.append(self.predict(item, task))
+            except Exception as error:  # the runner tells the input's fault from the call's
+                outcomes.append(error)
+        return outcomes
 
     def describe(self) -> dict[str, Any]:
         """Model details for the model card: what it is, where it comes from, its licences."""

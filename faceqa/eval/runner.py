@@ -12,8 +12,10 @@ who is at fault:
   `retry_failed` (`eval run --retry-failed`) tries those again.
 
 Both kinds are kept out of the metrics. A row seen twice (same image key) is asked once.
-The predictor may run anywhere: `RayPredictor` sends each call to a Ray actor, so the
-same loop, cache and report serve a distributed run.
+Jobs go to the predictor in batches (`Predictor.batching`: one job each, as many at once
+as the concurrency, unless the predictor says otherwise) and each batch's answers are
+cached when it returns. The predictor may run anywhere: `RayPredictor` sends a batch per
+request to a Ray actor, so the same loop, cache and report serve a distributed run.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -30,7 +32,7 @@ from tqdm import tqdm
 
 from faceqa.datasets.readers import FaceRecord
 from faceqa.eval.cache import PredictionCache
-from faceqa.eval.predictor import Predictor, UnusableInput
+from faceqa.eval.predictor import Prediction, Predictor, UnusableInput
 from faceqa.eval.ray_predictor import RemoteFailure
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,18 @@ def _to_do(entry: dict | None, retry_failed: bool) -> bool:
     return entry is None or (retry_failed and entry.get("error_kind") == "failed")
 
 
+def _batches(jobs: list[tuple[FaceRecord, str]], size: int) -> Iterator[list[tuple[FaceRecord, str]]]:
+    """Consecutive jobs, about `size` per batch, the tasks of one image never split (one actor analyses it once)."""
+    batch: list[tuple[FaceRecord, str]] = []
+    for job in jobs:
+        if len(batch) >= size and batch[-1][0].key != job[0].key:
+            yield batch
+            batch = []
+        batch.append(job)
+    if batch:
+        yield batch
+
+
 def run_predictions(items: Iterable[FaceRecord], tasks: Sequence[str], predictor: Predictor,
                     cache: PredictionCache, concurrency: int = 1, progress: bool = True,
                     retry_failed: bool = False) -> RunStats:
@@ -96,19 +110,17 @@ def run_predictions(items: Iterable[FaceRecord], tasks: Sequence[str], predictor
     consecutive = 0
     last_failure = ""
 
-    def work(item: FaceRecord, task: str) -> None:
+    def record(item: FaceRecord, task: str, outcome: Prediction | Exception) -> None:
         nonlocal consecutive, last_failure
         entry = {"image": item.key, "task": task, "model": predictor.name}
-        try:
-            prediction = predictor.predict(item, task)
-        except UnusableInput as error:
-            cache.put({**entry, "error": str(error), "error_kind": "unusable"})
+        if isinstance(outcome, UnusableInput):
+            cache.put({**entry, "error": str(outcome), "error_kind": "unusable"})
             with lock:
                 stats.unusable += 1
             return
-        except Exception as error:
-            transient = predictor.is_transient(error)
-            text = str(error) if isinstance(error, RemoteFailure) else f"{type(error).__name__}: {error}"
+        if isinstance(outcome, Exception):
+            transient = predictor.is_transient(outcome)
+            text = str(outcome) if isinstance(outcome, RemoteFailure) else f"{type(outcome).__name__}: {outcome}"
             if not transient:  # this input's own error: recorded, so the next run does not ask again
                 cache.put({**entry, "error": text, "error_kind": "failed"})
             with lock:
@@ -119,23 +131,28 @@ def run_predictions(items: Iterable[FaceRecord], tasks: Sequence[str], predictor
                 if len(stats.failures) < MAX_EXAMPLES:
                     stats.failures.append(last_failure)
             return
-        cache.put({**entry, **prediction.to_dict()})
+        cache.put({**entry, **outcome.to_dict()})
         with lock:
             stats.calls += 1
             consecutive = 0
 
+    def work(batch: list[tuple[FaceRecord, str]]) -> None:
+        for (item, task), outcome in zip(batch, predictor.predict_batch(batch), strict=True):
+            record(item, task, outcome)
+
+    size, slots = predictor.batching(concurrency)
     bar = tqdm(total=len(todo), unit="call", desc=predictor.name, disable=not progress, dynamic_ncols=True)
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="faceqa-eval")
-    pending: set[Future] = set()
-    queue = iter(todo)
+    pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="faceqa-eval")
+    pending: dict[Future, int] = {}
+    queue = _batches(todo, size)
     try:
         while True:
-            while len(pending) < 2 * concurrency and (job := next(queue, None)) is not None:
-                pending.add(pool.submit(work, *job))
+            while len(pending) < 2 * slots and (batch := next(queue, None)) is not None:
+                pending[pool.submit(work, batch)] = len(batch)
             if not pending:
                 break
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            bar.update(len(done))
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            bar.update(sum(pending.pop(future) for future in done))
             if consecutive >= MAX_CONSECUTIVE_FAILURES:
                 raise EndpointFailing(f"{consecutive} calls in a row failed; last: {last_failure}")
     finally:

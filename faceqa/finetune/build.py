@@ -1,9 +1,14 @@
 """`faceqa build-dataset`: labelled face datasets in, an instruction dataset of Q&A about faces out.
 
-    readers (stream FaceRecords) -> per-face work (read, decode, crop, hash, Q&A text), here
-      or on Ray actors (`--ray`, ray_stages.py) -> this process, in input order: drop near
-      duplicates, make collages, fill shards
-      -> commit shard + manifest line every `shard_size` source rows (see store.py)
+    readers (stream FaceRecords) -> batches of per-row work (read, decode, crop, hash, Q&A
+      rows; worker.FaceStage), here or on Ray actors (`--ray`, ray_stages.py) -> this
+      process, in input order: drop near duplicates, choose collages, plan each shard
+      -> the stage makes the shard (the kept rows, the collages' pictures, Parquet; rows.py)
+      -> commit shard + manifest line every `shard_size` source rows, in order (store.py)
+
+This process only decides: what must see every row in order (the near-duplicate index,
+who is in a collage, shard boundaries, commits) stays here; everything that costs CPU per
+row runs in the stage, so a build scales with Ray workers.
 
 Resuming is the same command again: rows the manifest names are skipped before any
 work, and the dedup index is refilled from the manifest, so a resumed build writes
@@ -24,20 +29,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from faceqa.cluster import RaySettings
 from faceqa.datasets.readers import FORMATS, FaceRecord, LabelAudit, read_dataset
 from faceqa.files import write_atomic
-from faceqa.vlm.marks import draw_marks
 
-from .collage import collage, tile_boxes
 from .dedup import NearDuplicateIndex
 from .lengths import target_chars
+from .rows import Collage, Person, Plan, Shard, Slice
 from .store import SETTINGS, SUMMARY, Manifest, Pending, dataset_card
-from .tasks import ATTRIBUTES, Sample, composite_samples, marks_samples, seed_of
-from .worker import Face, FaceJobConfig, Failure, encode_jpeg, faces
+from .tasks import seed_of
+from .worker import Batch, FaceInfo, FaceJobConfig, FaceStage, Failure, chunks
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +86,7 @@ class BuildConfig:
     dedup_distance: int = 4  # bits; < 0 turns deduplication off
     ray: RaySettings | None = None  # None: the per-face work runs in this process
     shard_size: int = 1000  # source rows per commit: bounds memory and the work an interruption loses
-    chunk_size: int = 32  # rows per Ray batch
+    chunk_size: int = 64  # source rows per batch of the per-row work (a Ray call on Ray)
     composite_every: int = 8  # one collage per this many kept faces of a split; 0: none
     composite_people: tuple[int, int] = (2, 4)
     composite_questions: int = 2
@@ -111,15 +114,17 @@ def run_build(sources: Iterable[Source], out: str | Path, config: BuildConfig, o
     audit = LabelAudit()
     read: dict[str, int] = {}
     records = _fresh(sources, audit, done, read)
-    results = _results(records, config)
-    builder = _ShardBuilder(config, manifest, index)
-    bar = tqdm(results, desc="faces", unit="row", disable=not progress, initial=len(done))
-    for result in bar:
-        builder.add(result)
-        if len(builder.pending) >= config.shard_size:
-            builder.commit()
-        bar.set_postfix(builder.counts, refresh=False)
-    builder.commit()
+    stage = _stage(config)
+    try:
+        builder = _ShardBuilder(config, manifest, index, stage)
+        with tqdm(desc="faces", unit="row", disable=not progress, initial=len(done)) as bar:
+            for batch in stage.batches(records, config.chunk_size):
+                builder.add_batch(batch)
+                bar.update(len(batch[0]))
+                bar.set_postfix(builder.counts, refresh=False)
+        builder.finish()
+    finally:
+        stage.close()
 
     totals = manifest.totals()
     summary = {**totals, "audit": audit.summary(), "output": str(out), "target_chars": target_chars(out),
@@ -181,89 +186,145 @@ def _fresh(sources: list[Source], audit: LabelAudit, done: set[str], read: dict[
             yield record
 
 
-def _results(records: Iterator[FaceRecord], config: BuildConfig) -> Iterator[Face | Failure]:
+def _stage(config: BuildConfig) -> Any:
     if config.ray is None:
-        return faces(records, config.job)
-    from .ray_stages import faces as ray_faces
+        return InProcess(config.job)
+    from .ray_stages import RayStage
 
-    return ray_faces(records, config.job, config.ray, config.chunk_size)
+    return RayStage(config.job, config.ray)
+
+
+class InProcess:
+    """The one-machine stage: one FaceStage in this process, its results ready at once (RayStage's interface)."""
+
+    def __init__(self, config: FaceJobConfig):
+        self.stage = FaceStage(config)
+
+    def batches(self, records: Iterable[FaceRecord], size: int) -> Iterator[Batch]:
+        return map(self.stage.faces, chunks(records, size))
+
+    def shard(self, number: int, plan: Plan, objects: list[Any]) -> Shard:
+        return self.stage.shard(plan, *objects)
+
+    def ready(self, handle: Shard) -> bool:
+        return True
+
+    def get(self, handle: Shard) -> Shard:
+        return handle
+
+    def close(self) -> None:
+        pass
 
 
 class _ShardBuilder:
-    """Turns worker results into rows of the pending shard, in input order."""
+    """Turns the stage's batches into the plans of shards, in input order, and commits them in order.
 
-    def __init__(self, config: BuildConfig, manifest: Manifest, index: NearDuplicateIndex | None):
-        self.config, self.manifest, self.index = config, manifest, index
-        self.pending = Pending()
-        self.pools: dict[str, deque[Face]] = {}
+    The driver decides and counts; the stage makes the rows: a plan names the kept faces'
+    rows (slices of their batches' tables) and the collages chosen, and the stage turns it
+    into Parquet while the driver goes on. At most IN_FLIGHT shards are being made at once.
+    """
+
+    IN_FLIGHT = 2
+
+    def __init__(self, config: BuildConfig, manifest: Manifest, index: NearDuplicateIndex | None, stage: Any):
+        self.config, self.manifest, self.index, self.stage = config, manifest, index, stage
+        self.shard = manifest.next_shard  # of the pending plan; committed in order, so the manifest's next then
+        self.pools: dict[str, deque[tuple[Any, int, FaceInfo]]] = {}
         self.kept: dict[str, int] = {}
         self.counts = {"kept": 0, "duplicate": 0, "bad": 0}
+        self.in_flight: deque[tuple[Pending, Any]] = deque()
+        self._start()
 
-    def add(self, result: Face | Failure) -> None:
-        self.pending.keys.append(result.key)
-        if isinstance(result, Failure):
-            log.warning("skipped %s: %s", result.path, result.reason)
+    def _start(self) -> None:
+        self.pending = Pending()
+        self.plan: Plan = {}
+        self.objects: list[Any] = []  # the tables and crops the plan refers to, by position
+        self._positions: dict[int, int] = {}
+
+    def _object(self, value: Any) -> int:
+        if id(value) not in self._positions:
+            self._positions[id(value)] = len(self.objects)
+            self.objects.append(value)
+        return self._positions[id(value)]
+
+    def add_batch(self, batch: Batch) -> None:
+        infos, table, crops = batch
+        row = face = 0
+        for info in infos:
+            if isinstance(info, FaceInfo):
+                self.add(info, (table, row), (crops, face))
+                row, face = row + info.rows, face + 1
+            else:
+                self.add(info, None, None)
+            if len(self.pending) >= self.config.shard_size:
+                self.commit()
+
+    def add(self, info: FaceInfo | Failure, rows: tuple[Any, int] | None, crop: tuple[Any, int] | None) -> None:
+        self.pending.keys.append(info.key)
+        if isinstance(info, Failure):
+            log.warning("skipped %s: %s", info.path, info.reason)
             self._drop("bad image or row", "bad")
-            self.pending.bad.append([result.path, result.reason])
+            self.pending.bad.append([info.path, info.reason])
             return
-        if self.index is not None and not self.index.add(result.phash):
+        assert rows is not None and crop is not None
+        if self.index is not None and not self.index.add(info.phash):
             self._drop("near duplicate", "duplicate")
             return
         self.counts["kept"] += 1
-        self.pending.hashes.append(f"{result.phash:x}")
-        for attribute, label in result.labels.items():
-            self.pending.faces[f"{result.split}|{attribute}|{label}"] += 1
-        for n, sample in enumerate(result.samples):
-            self._row(result.split, f"{result.key}#{sample.task}#{n}", result.jpeg, sample, [result])
+        self.pending.hashes.append(f"{info.phash:x}")
+        for attribute, label in info.labels.items():
+            self.pending.faces[f"{info.split}|{attribute}|{label}"] += 1
+        if info.rows:
+            self._rows(info.split, self._object(rows[0]), rows[1], rows[1] + info.rows)
         if {"composite", "marks"} & set(self.config.job.tasks) and self.config.composite_every > 0:
-            self._pool(result)
+            self._pool(info, crop)
 
     def _drop(self, reason: str, counter: str) -> None:
         self.pending.dropped[reason] += 1
         self.counts[counter] += 1
 
-    def _row(self, split: str, row_id: str, jpeg: bytes, sample: Sample, faces: list[Face]) -> None:
-        self.pending.tasks[f"{split}|{sample.task}"] += 1
-        self.pending.rows.setdefault(split, []).append({
-            "id": row_id,
-            "image": {"bytes": jpeg, "path": None},
-            "task": sample.task,
-            "messages": sample.messages(),
-            "prefix": sample.paligemma_question,
-            "suffix": sample.paligemma_answer,
-            "faces": [{"key": f.key, "source": f.source, **{a: f.labels.get(a) for a in ATTRIBUTES}} for f in faces],
-        })
+    def _rows(self, split: str, table: int, start: int, stop: int) -> None:
+        parts = self.plan.setdefault(split, [])
+        last = parts[-1] if parts else None
+        if isinstance(last, Slice) and last.table == table and last.stop == start:
+            parts[-1] = Slice(table, last.start, stop)
+        else:
+            parts.append(Slice(table, start, stop))
 
-    def _pool(self, face: Face) -> None:
+    def _pool(self, face: FaceInfo, crop: tuple[Any, int]) -> None:
         """Keep recent faces per split; every `composite_every` faces, put a few of them in one picture.
 
         Collages only mix faces of one split, so validation collages hold no training face.
         """
         c = self.config
         pool = self.pools.setdefault(face.split, deque(maxlen=c.composite_pool))
-        pool.append(face)
+        pool.append((*crop, face))
         self.kept[face.split] = self.kept.get(face.split, 0) + 1
         if self.kept[face.split] % c.composite_every or len(pool) < c.composite_people[0]:
             return
-        name = f"composite:{face.split}:{self.manifest.next_shard}:{self.kept[face.split]}"
+        name = f"composite:{face.split}:{self.shard}:{self.kept[face.split]}"
         rng = random.Random(seed_of(str(c.job.seed), name))
         count = rng.randint(c.composite_people[0], min(c.composite_people[1], len(pool)))
-        people = rng.sample(list(pool), count)
-        pixels = collage([p.jpeg for p in people], c.job.crop.size)
-        if "composite" in c.job.tasks:
-            image = encode_jpeg(pixels, c.job.jpeg_quality)
-            samples = composite_samples(name, [p.labels for p in people], c.job.seed, c.composite_questions)
-            for n, sample in enumerate(samples):
-                self._row(face.split, f"{name}#{sample.task}#{n}", image, sample, people)
-        if "marks" in c.job.tasks:  # the same collage with the boxes the assistant draws for a VLM
-            boxes = list(enumerate(tile_boxes(count, c.job.crop.size), 1))
-            marked = encode_jpeg(np.asarray(draw_marks(pixels, boxes)), c.job.jpeg_quality)
-            for sample in marks_samples(name, [p.labels for p in people], c.job.seed):
-                self._row(face.split, f"{name}#{sample.task}#0", marked, sample, people)
+        people = [Person(self._object(crops), index, f.key, f.source, f.labels)
+                  for crops, index, f in rng.sample(list(pool), count)]
+        self.plan.setdefault(face.split, []).append(Collage(name, people, c.composite_questions))
 
     def commit(self) -> None:
-        if len(self.pending) == 0:
-            return
-        self.manifest.commit(self.pending)
-        self.pending = Pending()
+        """Send the pending plan to be made; commit the shards already made, in order."""
+        if len(self.pending):
+            self.in_flight.append((self.pending, self.stage.shard(self.shard, self.plan, self.objects)))
+            self.shard += 1
+            self._start()
+        while self.in_flight and (len(self.in_flight) > self.IN_FLIGHT or self.stage.ready(self.in_flight[0][1])):
+            self._commit_oldest()
 
+    def finish(self) -> None:
+        self.commit()
+        while self.in_flight:
+            self._commit_oldest()
+
+    def _commit_oldest(self) -> None:
+        pending, handle = self.in_flight.popleft()
+        shard = self.stage.get(handle)
+        pending.files, pending.rows, pending.tasks = shard.files, shard.rows, shard.tasks
+        self.manifest.commit(pending)

@@ -1,64 +1,77 @@
-"""`build-dataset --ray`: the per-face work as a Ray Data pipeline, results back in input order.
+"""`build-dataset --ray`: the build's FaceStage (worker.py) as Ray actors, results back in input order.
 
-    records (pickled, in windows) -> from_items -> map_batches(FaceStage: read, decode,
-      detect/crop, hash, encode, Q&A text; an actor per worker, models loaded once each)
-      -> iter_batches (order preserved) -> the driver's shard builder (dedup, collages, commits)
+    records, in batches -> actor k = batch n mod workers: FaceStage.faces (read, decode,
+      detect/crop, hash, encode, Q&A rows; models loaded once per actor) -> the driver
+      takes each batch's FaceInfos in submission order (the rows and crops stay in the
+      object store) -> its plan of a shard -> an actor's FaceStage.shard (slices, collages,
+      Parquet) -> the driver writes the bytes and the manifest line, in order
 
-The driver keeps what must see every row in order (near-duplicate index, collages,
-commits), so the rows are exactly those of the one-machine path; the actors do all the
-per-row CPU work. Records travel as pickles (paths, labels: the images are read by the
-actors, so on several nodes the dataset must sit on storage every node mounts). Windows
-bound what the driver and the object store hold however large the input.
+The driver keeps what must see every row in order (near-duplicate index, who is in a
+collage, commits), so the rows are exactly those of the one-machine path, which runs the
+same FaceStage in its own process; the actors do all the per-row CPU work. At most
+IN_FLIGHT batches per actor are queued, which bounds what the object store and the
+driver hold however large the input, and keeps every actor busy while the driver
+consumes. Shards are made on a thread of their own in the actor (a concurrency group),
+so a plan never waits behind the actor's queue of face batches.
+
+Ray core actors rather than Ray Data: a shard needs the driver's decisions (what was
+kept, which collages) applied to rows the actors made, a way back into the actors that a
+Ray Data pipeline, which flows one way, does not have. Records travel as pickles (paths,
+labels): the images are read by the actors, so on several nodes the dataset must sit on
+storage every node mounts.
 """
 
 from __future__ import annotations
 
-import itertools
-import pickle
+from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
-
-import numpy as np
 
 from faceqa.cluster import RaySettings, connect
 from faceqa.datasets.readers import FaceRecord
 
-from .worker import Face, FaceJob, FaceJobConfig, Failure
+from .rows import Plan
+from .worker import Batch, FaceJobConfig, FaceStage, chunks
 
-WINDOW = 25_000  # records per Ray Data execution
-
-
-class FaceStage:
-    """A Ray Data actor: one FaceJob (face models loaded once), applied to batches of pickled records."""
-
-    def __init__(self, config: FaceJobConfig):
-        self.job = FaceJob(config)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = [pickle.dumps(self.job(pickle.loads(record))) for record in batch["record"]]
-        return {"result": np.array(results, dtype=object)}
+IN_FLIGHT = 2  # batches queued per actor: one running, one ready to start the moment it ends
+SHARDS = "shards"  # the actors' concurrency group that makes shards beside the face batches
 
 
-def faces(records: Iterable[FaceRecord], config: FaceJobConfig, settings: RaySettings,
-          batch_size: int = 32) -> Iterator[Face | Failure]:
-    """`worker.faces`, on Ray: the same results in the same order."""
-    ray = connect(settings)
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # first seen wins in dedup, as on one machine
-    context.enable_progress_bars = False  # the build shows its own
-    context.print_on_execution_start = False
-    iterator = iter(records)
-    while window := [pickle.dumps(r) for r in itertools.islice(iterator, WINDOW)]:
-        dataset = ray.data.from_items([{"record": r} for r in window],
-                                      override_num_blocks=max(1, len(window) // (4 * batch_size)))
-        del window
-        results = dataset.map_batches(FaceStage, fn_constructor_args=(config,), batch_size=batch_size,
-                                      batch_format="numpy", concurrency=settings.workers, num_cpus=1)
-        for batch in results.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
-            yield from (_result(r) for r in batch["result"])
+class RayStage:
+    """`settings.workers` FaceStage actors of one CPU each; `build.InProcess`'s interface."""
 
+    def __init__(self, config: FaceJobConfig, settings: RaySettings):
+        self.ray = connect(settings)
+        actor = self.ray.remote(num_cpus=1, concurrency_groups={SHARDS: 1}, max_restarts=2,
+                                max_task_retries=2)(FaceStage)  # a lost actor's calls are redone: they are pure
+        self.actors = [actor.remote(config) for _ in range(settings.workers)]
 
-def _result(data: Any) -> Face | Failure:
-    result = pickle.loads(data)
-    assert isinstance(result, Face | Failure)
-    return result
+    def batches(self, records: Iterable[FaceRecord], size: int) -> Iterator[Batch]:
+        """Each batch's (FaceInfos, rows ref, crops ref), in input order."""
+        queue: deque[list[Any]] = deque()
+        for n, chunk in enumerate(chunks(records, size)):
+            queue.append(self.actors[n % len(self.actors)].faces.options(num_returns=3).remote(chunk))
+            if len(queue) >= IN_FLIGHT * len(self.actors):
+                yield self._take(queue.popleft())
+        while queue:
+            yield self._take(queue.popleft())
+
+    def _take(self, refs: list[Any]) -> Batch:
+        infos, rows, crops = refs
+        return self.ray.get(infos), rows, crops
+
+    def shard(self, number: int, plan: Plan, objects: list[Any]) -> Any:
+        """A reference to the Shard; `objects` (references) reach the actor resolved."""
+        actor = self.actors[number % len(self.actors)]
+        return actor.shard.options(concurrency_group=SHARDS).remote(plan, *objects)
+
+    def ready(self, handle: Any) -> bool:
+        return bool(self.ray.wait([handle], timeout=0)[0])
+
+    def get(self, handle: Any) -> Any:
+        return self.ray.get(handle)
+
+    def close(self) -> None:
+        """The actors hold a CPU each: free them for the next build of this process."""
+        for actor in self.actors:
+            self.ray.kill(actor)

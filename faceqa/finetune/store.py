@@ -30,7 +30,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from faceqa.files import atomic_writer, write_atomic
+from faceqa.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -62,21 +62,34 @@ def _arrow_schema():
     return features().arrow_schema
 
 
-def write_shard(rows: list[dict], path: Path) -> None:
-    """Rows to one Parquet file, atomically, with the Hugging Face features in its metadata."""
+def shard_table(rows: list[dict]) -> Any:
+    """Rows as a pyarrow Table with the row schema (its metadata carries the HF features)."""
+    import pyarrow as pa
+
+    return pa.Table.from_pylist(rows, schema=_arrow_schema())
+
+
+def encode_shard(table: Any) -> bytes:
+    """A table as the bytes of one Parquet file; the same rows give the same bytes however they were chunked."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pylist(rows, schema=_arrow_schema())  # its metadata carries the HF features
-    with atomic_writer(path) as handle:
-        pq.write_table(table, handle)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table.combine_chunks(), sink)
+    return sink.getvalue().to_pybytes()
+
+
+def write_shard(rows: list[dict], path: Path) -> None:
+    """Rows to one Parquet file, atomically, with the Hugging Face features in its metadata."""
+    write_atomic(path, encode_shard(shard_table(rows)))
 
 
 @dataclass
 class Pending:
-    """What the next commit holds: rows per split and the bookkeeping of every source row consumed."""
+    """What the next commit holds: its encoded shard per split and the bookkeeping of every source row consumed."""
 
-    rows: dict[str, list[dict]] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)  # split -> Parquet bytes
+    rows: dict[str, int] = field(default_factory=dict)  # split -> rows in its file
     keys: list[str] = field(default_factory=list)
     hashes: list[str] = field(default_factory=list)
     faces: Counter = field(default_factory=Counter)  # "split|attribute|label" -> faces
@@ -171,18 +184,18 @@ class Manifest:
         return 1 + max((r["shard"] for r in self.records), default=-1)
 
     def commit(self, pending: Pending) -> dict[str, Any]:
-        """Write the pending rows as shard files, then record them; returns the manifest record."""
+        """Write the pending shard files, then record them; returns the manifest record."""
         shard = self.next_shard
         files = []
-        for split, rows in sorted(pending.rows.items()):
-            if rows:
+        for split, data in sorted(pending.files.items()):
+            if pending.rows.get(split):
                 relative = f"{split}/shard-{shard:05d}.parquet"
-                write_shard(rows, self.out / relative)
+                write_atomic(self.out / relative, data)
                 files.append(relative)
         record = {
             "shard": shard, "files": files, "sizes": {f: (self.out / f).stat().st_size for f in files},
             "keys": pending.keys, "hashes": pending.hashes,
-            "rows": {split: len(rows) for split, rows in pending.rows.items() if rows},
+            "rows": {split: n for split, n in pending.rows.items() if n},
             "faces": dict(pending.faces), "tasks": dict(pending.tasks), "dropped": dict(pending.dropped),
             "bad": pending.bad,
         }

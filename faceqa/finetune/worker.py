@@ -1,26 +1,31 @@
-"""The per-face work of a dataset build: read, decode, crop, hash, encode, write Q&A.
+"""The per-row work of a dataset build: read, decode, crop, hash, encode, write Q&A, assemble shards.
 
-Everything that costs CPU per face happens here, so a build scales with workers: in
-this process (`faces`) or in Ray actors (`ray_stages`), which run the same `FaceJob`.
-The driver only deduplicates, makes collages and writes shards. This module imports
-neither `datasets`, torch nor Ray, so workers start fast.
+Everything that costs CPU per row happens in a `FaceStage`, so a build scales with
+workers: in this process or in Ray actors (`ray_stages`), which run the same class.
+`FaceStage.faces` turns a batch of records into what the driver decides on (`FaceInfo`:
+key, split, labels, hash; or a `Failure`) and, kept apart so they need not travel to
+the driver, the batch's rows as an Arrow table and its face crops. `FaceStage.shard`
+assembles a shard from the driver's plan (`rows.py`): rows of the kept faces, the
+collages it chose, encoded as Parquet. The driver only deduplicates, chooses who is in
+a collage and commits. Neither torch nor Ray is imported here, so workers start fast.
 """
 
 from __future__ import annotations
 
-import io
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-
-import numpy as np
-from PIL import Image
+from typing import Any
 
 from faceqa.datasets.readers import FaceRecord
 from faceqa.images import BadImage
 
+from .collage import encode_jpeg
 from .crop import CropConfig, FaceCropper, NoFace
 from .dedup import dhash
+from .rows import Plan, Shard, assemble, face_rows
 from .splits import assign_split
+from .store import shard_table
 from .tasks import Sample, dataset_action_units, face_samples
 
 
@@ -47,6 +52,18 @@ class Face:
     jpeg: bytes
     phash: int
     samples: list[Sample]
+
+
+@dataclass(frozen=True)
+class FaceInfo:
+    """What the driver sees of a usable face: enough to deduplicate, count and pick collages; `rows` of its own."""
+
+    key: str
+    source: str
+    split: str
+    labels: dict[str, str]
+    phash: int
+    rows: int
 
 
 @dataclass(frozen=True)
@@ -84,13 +101,39 @@ class FaceJob:
                     dhash(crop.rgb, c.hash_size), samples)
 
 
-def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
+def chunks(records: Iterable[FaceRecord], size: int) -> Iterator[list[FaceRecord]]:
+    """Records in lists of `size` (the last one shorter), in order."""
+    iterator = iter(records)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
-def faces(records: Iterable[FaceRecord], config: FaceJobConfig) -> Iterator[Face | Failure]:
-    """The one-machine path: every record's result in input order, models loaded once."""
-    job = FaceJob(config)
-    return map(job, records)
+Batch = tuple[list[FaceInfo | Failure], Any, list[bytes]]  # per record; the rows (pa.Table); the usable crops
+
+
+class FaceStage:
+    """The per-row work: one FaceJob (face models loaded once), in this process or as a Ray actor."""
+
+    def __init__(self, config: FaceJobConfig):
+        self.config = config
+        self.job = FaceJob(config)
+
+    def faces(self, records: list[FaceRecord]) -> Batch:
+        """Per record a FaceInfo or Failure, in order; the usable faces' rows, in order; their JPEG crops."""
+        infos: list[FaceInfo | Failure] = []
+        rows: list[dict] = []
+        crops: list[bytes] = []
+        for record in records:
+            result = self.job(record)
+            if isinstance(result, Failure):
+                infos.append(result)
+                continue
+            own = face_rows(result)
+            infos.append(FaceInfo(result.key, result.source, result.split, result.labels, result.phash, len(own)))
+            rows.extend(own)
+            crops.append(result.jpeg)
+        return infos, shard_table(rows), crops
+
+    def shard(self, plan: Plan, *objects: Any) -> Shard:
+        """The shard `plan` describes; `objects` are the batches' row tables and crops it refers to by index."""
+        return assemble(plan, objects, self.config)
