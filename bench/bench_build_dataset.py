@@ -17,7 +17,17 @@ padding-0.25 crops) and reused. Each build runs in a fresh subprocess, in one ru
 
 Every build's shards are hashed: one machine, Ray 1/2 workers and two nodes must write
 byte-identical shards (the old pool is older code, so its rows are not compared).
-Crop mode "trust" (the images are not faces), all tasks on, the default shard size.
+Crop mode "trust" (the images are not faces), the default tasks of FaceJobConfig (the
+four the old pool knows; no marks), the default shard size.
+
+Wall clock on shared cores moves with other jobs, so every build also reports its CPU
+seconds per source row: the driver's (this process: getrusage, the sampler thread's own
+CPU taken out), the actors' (processes titled ray::FaceStage, sampled with psutil every
+0.25 s, also on other nodes of this machine) and Ray's other processes'. On 2 cores one
+worker runs at most 1/a rows/s (a = actor CPU per row) and two at most 2/(a+d+o), so
+2 ÷ 1 worker is bounded by 2a/(a+d+o) whatever else the machine does (reported from the
+2-worker run, whose per-row figures include each process's start-up: smaller with more
+rows).
 """
 
 from __future__ import annotations
@@ -72,8 +82,9 @@ def sample(peak, seconds, started, stop):
                     continue
                 if process.pid in pids:
                     total += process.memory_info().rss
-                kind = "actors" if ACTOR in title else "other_processes"
-                seconds[process.pid] = (kind, cpu(process), seconds.get(process.pid, (kind, 0.0, cpu(process)))[2])
+                kind, _, first = seconds.get(process.pid, ("other_processes", 0.0, cpu(process)))
+                kind = "actors" if ACTOR in title else kind  # once an actor, always: a dying one has no title
+                seconds[process.pid] = (kind, cpu(process), first)
             except psutil.Error:
                 pass
         peak[0] = max(peak[0], total)

@@ -5,7 +5,8 @@ and raylet die with it, also on SIGKILL); `--ray ADDRESS` joins a running cluste
 (`ray start --head` on the head node, `ray start --address HEAD:6379` on the others),
 whose job-scoped actors Ray removes when this driver exits. Either way faces stay off
 disk: usage statistics are off, and a local instance never spills objects (face crops)
-to disk; Ray Data applies backpressure instead.
+to disk; the build and the evaluator bound what they have in flight instead (Ray Data,
+in batch_llm.py, applies backpressure).
 """
 
 from __future__ import annotations

@@ -180,3 +180,29 @@ def test_a_cache_line_without_a_label_is_asked_again_not_counted_unanswered(tmp_
     assert [row.pred for row in rows] == ["Male", "Male"]
     with PredictionCache(path) as cache:  # the new answer wins over the old line on the next load too
         assert cache.get("t:0.jpg", "gender", "counting")["label"] == "Male"
+
+
+class Batching(Counting):
+    """Takes five jobs per call, two calls at once, and records every batch it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def batching(self, concurrency):
+        return 5, 2
+
+    def predict_batch(self, jobs):
+        with self.lock:
+            self.batches.append([(item.key, task) for item, task in jobs])
+        return super().predict_batch(jobs)
+
+
+def test_a_batching_predictor_gets_whole_images_in_batches_and_every_answer_is_cached(tmp_path):
+    predictor = Batching()
+    with PredictionCache(tmp_path / "p.jsonl") as cache:
+        stats = run_predictions(items(7), ["gender", "emotion"], predictor, cache, concurrency=4, progress=False)
+    assert stats.calls == 14 and len(cache) == 14
+    assert sorted(job for batch in predictor.batches for job in batch) == sorted(predictor.calls)
+    assert [len(batch) for batch in predictor.batches] == [6, 6, 2]  # 5 asked for, an image's tasks never split
+    assert all(len({key for key, _ in batch}) == len(batch) // 2 for batch in predictor.batches)

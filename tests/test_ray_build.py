@@ -44,6 +44,21 @@ def test_ray_writes_exactly_the_shards_and_manifest_of_one_machine(fairface, bui
     assert sum(len(rows) for rows in _files(out).values()) > 120  # several rows per face, plus collages
 
 
+def test_the_driver_of_a_ray_build_does_no_per_row_image_work(fairface, built, ray_local, tmp_path, monkeypatch):
+    """Crops, rows, collages and Parquet are made on the actors: in this process they would raise."""
+    from faceqa.finetune import rows, store, worker
+
+    def not_here(*_, **__):
+        raise AssertionError("per-row work on the driver")
+
+    for module, name in ((worker.FaceJob, "__call__"), (rows, "collage_rows"), (rows, "face_rows"),
+                         (store, "encode_shard"), (store, "shard_table")):
+        monkeypatch.setattr(module, name, not_here)
+    run_build([Source.parse(f"fairface={fairface}")], tmp_path / "ray", _config(ray=ray_local, **RAY), progress=False)
+    monkeypatch.undo()
+    assert _files(tmp_path / "ray") == _files(built[0])
+
+
 def test_an_interrupted_ray_build_resumes_without_duplicates_or_losses(fairface, built, ray_local, tmp_path,
                                                                       monkeypatch):
     sources = [Source.parse(f"fairface={fairface}")]

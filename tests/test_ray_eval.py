@@ -135,3 +135,40 @@ def test_an_input_error_on_an_actor_is_recorded_once_and_retried_on_request(ray_
     assert stats.errors == 1 and stats.calls == 0
     assert sorted(calls.read_text().split()) == sorted([f"t:{i}" for i in range(6)] + ["t:3"])
 
+
+
+class WhichProcess(Predictor):
+    """Answers with the id of the process that answered."""
+
+    name = "which-process"
+
+    def predict(self, item, task):
+        import os
+
+        return Prediction("Male", 0.0, text=str(os.getpid()))
+
+
+def test_ray_requests_carry_several_calls_and_one_actor_answers_every_task_of_an_image(ray_local, tmp_path,
+                                                                                      monkeypatch):
+    items = [FaceRecord(Path(f"/nowhere/{i}.jpg"), f"t:{i}", "t", "val", {"gender": "Male", "emotion": "Neutral"})
+             for i in range(40)]
+    sizes = []
+    real = RayPredictor.predict_batch
+
+    def counted(self, jobs):
+        sizes.append(len(jobs))
+        return real(self, jobs)
+
+    monkeypatch.setattr(RayPredictor, "predict_batch", counted)
+    remote = RayPredictor(WhichProcess, ray_local, concurrency=4)
+    try:
+        with PredictionCache(tmp_path / "p.jsonl") as cache:
+            stats = run_predictions(items, ["gender", "emotion"], remote, cache, concurrency=4, progress=False)
+            answered_by = {key: {cache.get(key, task, "which-process")["text"] for task in ("gender", "emotion")}
+                           for key in (item.key for item in items)}
+    finally:
+        remote.close()
+    assert stats.calls == 80 and sum(sizes) == 80
+    assert max(sizes) > 1 and len(sizes) < 80  # requests, not calls, cross to the actors
+    assert all(len(pids) == 1 for pids in answered_by.values())  # the engine would analyse each image once
+    assert str(__import__("os").getpid()) not in set().union(*answered_by.values())  # answered on actors

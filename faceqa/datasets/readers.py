@@ -17,6 +17,7 @@ record is still yielded without that label, or, when the row is unusable, skippe
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import logging
 import re
@@ -140,10 +141,16 @@ def _age_group(years: float) -> str:
 
 def _key(source: str, path: Path, root: Path) -> str:
     try:
-        relative = path.resolve().relative_to(root.resolve())
+        relative = path.resolve().relative_to(_resolved(root))
     except ValueError:
         relative = path
     return f"{source}:{relative.as_posix()}"
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(root: Path) -> Path:
+    """A dataset root, resolved once per read rather than once per row (it is the same for every row)."""
+    return root.resolve()
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:

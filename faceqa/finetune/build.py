@@ -86,7 +86,7 @@ class BuildConfig:
     dedup_distance: int = 4  # bits; < 0 turns deduplication off
     ray: RaySettings | None = None  # None: the per-face work runs in this process
     shard_size: int = 1000  # source rows per commit: bounds memory and the work an interruption loses
-    chunk_size: int = 64  # source rows per batch of the per-row work (a Ray call on Ray)
+    chunk_size: int = 128  # source rows per batch of the per-row work (a Ray call on Ray)
     composite_every: int = 8  # one collage per this many kept faces of a split; 0: none
     composite_people: tuple[int, int] = (2, 4)
     composite_questions: int = 2

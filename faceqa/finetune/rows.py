@@ -85,8 +85,9 @@ def _face(key: str, source: str, labels: dict[str, str]) -> dict[str, Any]:
 
 def face_rows(face: Face) -> list[dict[str, Any]]:
     """The rows of one face's own crop, one per sample."""
-    faces = [_face(face.key, face.source, face.labels)]
-    return [row(f"{face.key}#{sample.task}#{n}", face.jpeg, sample, faces) for n, sample in enumerate(face.samples)]
+    info = face.info
+    faces = [_face(info.key, info.source, info.labels)]
+    return [row(f"{info.key}#{sample.task}#{n}", face.jpeg, sample, faces) for n, sample in enumerate(face.samples)]
 
 
 def collage_rows(spec: Collage, crops: Sequence[bytes], config: FaceJobConfig) -> list[dict[str, Any]]:

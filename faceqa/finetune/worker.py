@@ -42,19 +42,6 @@ class FaceJobConfig:
 
 
 @dataclass(frozen=True)
-class Face:
-    """One usable face: its crop as JPEG, where it goes, what is asked about it."""
-
-    key: str
-    source: str
-    split: str
-    labels: dict[str, str]
-    jpeg: bytes
-    phash: int
-    samples: list[Sample]
-
-
-@dataclass(frozen=True)
 class FaceInfo:
     """What the driver sees of a usable face: enough to deduplicate, count and pick collages; `rows` of its own."""
 
@@ -64,6 +51,15 @@ class FaceInfo:
     labels: dict[str, str]
     phash: int
     rows: int
+
+
+@dataclass(frozen=True)
+class Face:
+    """One usable face as the stage holds it: what the driver sees, its crop as JPEG, a sample per row."""
+
+    info: FaceInfo
+    jpeg: bytes
+    samples: list[Sample]
 
 
 @dataclass(frozen=True)
@@ -97,8 +93,9 @@ class FaceJob:
             units, geometric = crop.action_units, True
         split = assign_split(record.split, record.identity or record.key, c.split, c.val_fraction, c.seed)
         samples = face_samples(record.key, record.labels, c.tasks, c.seed, units, geometric)
-        return Face(record.key, record.source, split, dict(record.labels), encode_jpeg(crop.rgb, c.jpeg_quality),
-                    dhash(crop.rgb, c.hash_size), samples)
+        info = FaceInfo(record.key, record.source, split, dict(record.labels), dhash(crop.rgb, c.hash_size),
+                        len(samples))
+        return Face(info, encode_jpeg(crop.rgb, c.jpeg_quality), samples)
 
 
 def chunks(records: Iterable[FaceRecord], size: int) -> Iterator[list[FaceRecord]]:
@@ -128,9 +125,8 @@ class FaceStage:
             if isinstance(result, Failure):
                 infos.append(result)
                 continue
-            own = face_rows(result)
-            infos.append(FaceInfo(result.key, result.source, result.split, result.labels, result.phash, len(own)))
-            rows.extend(own)
+            infos.append(result.info)
+            rows.extend(face_rows(result))
             crops.append(result.jpeg)
         return infos, shard_table(rows), crops
 
