@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterable
 from functools import cache, lru_cache
 from importlib import resources
 
@@ -60,7 +61,9 @@ def vocabulary_words() -> frozenset[str]:
     and common English."""
     v = vocabulary()
     words = set(v.english) | set(v.numbers) | set(v.ordinals) | set(v.slang.values()) | set(_EXTRA.split())
-    for table in (v.gender, v.ages, v.pronouns, v.emotions, v.races):
+    tables: list[Iterable[str]] = [v.gender, v.ages, v.pronouns, v.emotions, v.races, v.among, v.comparatives,
+                                   v.answering, *v.aggregate.values()]
+    for table in tables:
         words.update(w for phrase in table for w in phrase.split())
     for phrases in v.not_visible.values():
         words.update(w for phrase in phrases for w in phrase.split())

@@ -107,6 +107,8 @@ _PLURAL_ATTRIBUTE = Gated(
 )
 _TOPICS = {topic: Gated(rf"\b(?:{alternatives(words)})\b", tokens(*words)) for topic, words in V.not_visible.items()}
 _BLANKED = ("same", "same_age", "count")
+# "i mean the one on the left": the opening of an answer to "which one do you mean?", read as no words at all.
+_ANSWERING = Gated(rf"^(?:no |sorry |oh )?(?:{alternatives(V.answering)})\b", tokens("i"))
 _YES_NO = re.compile(r"^(?:and |so |ok |then )?(?:is|are|does|do|did|can|could|was|were|has|have|will|would|am)\b")
 # Words that carry no question of their own: a follow-up made only of these and referring words
 # ("and the one on the right?") continues the previous question.
@@ -135,6 +137,7 @@ class Question:
 def read(text: str) -> Question:
     """Read one normalised question."""
     t = Reading(text)
+    t.take(_ANSWERING)
     cues = frozenset(name for name, rx in CUES.items() if t.find(rx))
     attributes = [a for a in ATTRIBUTE_FIELDS if t.find(ASKS[a])]
     if "average" in cues and "age" not in attributes:  # "what do you mean?" asks for no average

@@ -35,6 +35,7 @@ class Vocabulary:
     among: tuple[str, ...]  # phrases that choose within the faces last talked about
     comparatives: tuple[str, ...]  # without "than", these choose within them too ("who is older?")
     aggregate: dict[str, tuple[str, ...]]  # aggregate ("average") -> the words that ask for it
+    answering: tuple[str, ...]  # phrases that open an answer to "which one do you mean?"
     pronouns: dict[str, str]
     slang: dict[str, str]
     emotions: dict[str, str]  # word -> emotion label
@@ -64,6 +65,7 @@ def vocabulary() -> Vocabulary:
         among=tuple(data["among"]["phrases"]),
         comparatives=tuple(data["among"]["comparatives"]),
         aggregate={name: tuple(words) for name, words in data["aggregate"].items()},
+        answering=tuple(data["answering"]["phrases"]),
         pronouns=dict(data["pronouns"]),
         slang=dict(data["slang"]),
         emotions={w: label for w in data["emotions"]["words"] if (label := normalize("emotion", w))},
