@@ -153,7 +153,7 @@ def check_plan(plan, case: dict, reports: list[ImageReport]) -> None:
         return
     status, faces = expected(case, reports)
     assert plan.status == status, f"status {plan.status} ({plan.why}), expected {status}"
-    for key in ("intent", "comparison", "emotion", "topic"):
+    for key in ("intent", "comparison", "emotion", "topic", "choice"):
         if key in case:
             assert getattr(plan, key) == case[key], f"{key}: {getattr(plan, key)} != {case[key]}"
     if "attributes" in case:
@@ -224,11 +224,18 @@ def check_answer(answer, plan, case: dict, reports: list[ImageReport], race_said
                 assert f"looks {display('emotion', face.emotion.label)} (confidence {face.emotion.score:.0%})" in text
             if "race" in plan.attributes and face.race is None:
                 assert ("VLM" in text) == ("race" in plan.named and not race_said), "race caveat: once, when asked"
-            if len(plan.targets) == 1:
+            if plan.choice:  # "is she happy or sad?": the label that applies, or neither of them; no Yes/No
+                for attribute, labels in plan.asked.items():
+                    said = display(attribute, getattr(face, attribute).label)
+                    fits = getattr(face, attribute).label in labels
+                    assert re.search(rf"{said} \(confidence [^)]*\)(; [^,.]*)?, {'not' if fits else 'neither'} ", text)
+            elif len(plan.targets) == 1:
                 for attribute, labels in plan.asked.items():
                     verdict = "Yes:" if getattr(face, attribute).label in labels else "No:"
                     assert text.startswith(verdict)
-        if plan.asked and len(plan.targets) > 1:  # one verdict for all of them first
+        if plan.choice:
+            assert not text.startswith(("Yes", "No")), text
+        elif plan.asked and len(plan.targets) > 1:  # one verdict for all of them first
             every = all(getattr(faces[r], a).label in w for r in plan.targets for a, w in plan.asked.items())
             assert text.startswith("Yes: all" if every else "No: "), text
     elif plan.intent == "count":

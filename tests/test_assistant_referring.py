@@ -107,14 +107,16 @@ def _feeling(i: int, emotion: str) -> FaceReport:
     ("who looks surprised or scared?", [1, 2], "and person 2 (second from the left) look surprised or afraid"),
     ("Is anyone surprised or scared?", [1, 2], "Yes: "),
     ("how many people look surprised or scared?", [1, 2], "2 of 4 faces look surprised or afraid"),
-    ("is person 3 surprised or scared?", [3], "No: person 3 (second from the right) looks happy (confidence 80%), "
-                                              "not surprised or afraid"),
-    ("is person 2 surprised or scared?", [2], "Yes: person 2 (second from the left) looks afraid"),
+    # Asked of one face, the labels are a choice: the one that applies, or neither; no Yes/No.
+    ("is person 3 surprised or scared?", [3], "Person 3 (second from the right) looks happy (confidence 80%), "
+                                              "neither surprised nor afraid."),
+    ("is person 2 surprised or scared?", [2], "Person 2 (second from the left) looks afraid (confidence 80%), "
+                                              "not surprised."),
     ("who looks sad, surprised or scared?", [1, 2], "look sad, surprised or afraid"),  # a list: any of them
     ("how old are the people who look scared or surprised?", [1, 2], "Person 2 (second from the left) appears 30-39"),
 ])
 def test_a_disjunction_of_emotions_matches_either(question, faces, said):
-    """ "surprised or scared" is any of the two labels, in who-questions, counts, yes/no and filters alike."""
+    """ "surprised or scared" is any of the two labels, in who-questions, counts, searches and filters alike."""
     people = [_feeling(1, "Surprise"), _feeling(2, "Fear"), _feeling(3, "Happiness"), _feeling(4, "Neutral")]
     report = ImageReport(image=ImageInfo(width=500, height=60), faces=people)
     answer = Assistant(engine=object()).answer([report], question)

@@ -310,7 +310,9 @@ class Composer:
             if not phrases:
                 lines.append(f"{subject}: no estimate for {', '.join(plan.attributes)}.")
                 continue
-            verdicts = [v for a, want in plan.asked.items() if (v := _verdict(face, a, want))]
+            if plan.choice:  # "is she happy or sad?": "... looks happy (87%), not sad" / "..., neither happy nor sad"
+                phrases[-1] += "".join(_chosen(face, a, want) for a, want in plan.asked.items())
+            verdicts = [] if plan.choice else [v for a, want in plan.asked.items() if (v := _verdict(face, a, want))]
             if verdicts and len(refs) == 1:
                 subject = f"{' '.join(verdicts)} {subject[0].lower()}{subject[1:]}"
                 phrases[-1] += "".join(
@@ -319,7 +321,7 @@ class Composer:
                     if (value := getattr(face, a)) is not None and value.label not in want
                 )
             lines.append(f"{subject} {'; '.join(phrases)}.")
-        if plan.asked and len(refs) > 1:  # "is everyone happy?": one verdict first, then each face
+        if plan.asked and len(refs) > 1 and not plan.choice:  # "is everyone happy?": one verdict first, then each
             fitting = sum(all(_verdict(self.faces[r], a, w) == "Yes:" for a, w in plan.asked.items()) for r in refs)
             said = " and ".join(
                 f"{'look' if a == 'emotion' else 'appear'} {either(a, w)}" for a, w in plan.asked.items()
@@ -616,6 +618,17 @@ def _verdict(face: FaceReport, attribute: str, wanted: Sequence[str]) -> str:
     if value is None:
         return ""
     return "Yes:" if value.label in wanted else "No:"
+
+
+def _chosen(face: FaceReport, attribute: str, offered: Sequence[str]) -> str:
+    """What a choice between labels adds to the estimate: the labels it is not, or that it is none of them."""
+    value = getattr(face, attribute)
+    if value is None:
+        return ""
+    if value.label in offered:
+        return f", not {either(attribute, [o for o in offered if o != value.label])}"
+    words = [display(attribute, o) for o in offered]
+    return f", neither {', '.join(words[:-1])} nor {words[-1]}"
 
 
 def _shown(plan: Plan, answer: Answer) -> list[FaceRef]:

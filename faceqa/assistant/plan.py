@@ -57,6 +57,9 @@ class Plan(BaseModel):
     emotion: str | None = None  # the one emotion a comparison or count is about (None when several are)
     # attribute -> the labels a question asks about ("is she smiling?"); any of them answers yes ("surprised or scared")
     asked: dict[str, tuple[str, ...]] = {}
+    # "is she happy or sad?": the labels of `asked` are offered as a choice; the answer names the one that applies
+    # (or neither), never Yes or No
+    choice: bool = False
     targets: tuple[FaceRef, ...] = ()
     candidates: tuple[FaceRef, ...] = ()
     status: Status = "ok"

@@ -129,6 +129,7 @@ class Question:
     topic: str  # what faces cannot show, if the question names it ("clothing", "hair" ...)
     leftover: frozenset[str]  # words read neither as a cue, an attribute nor a referring word
     yes_no: bool  # "is she smiling?", "are they the same person?"
+    choice: bool  # labels offered with "or" ("is she happy or sad?"): which one applies, when asked of given faces
 
     def has(self, cue: str) -> bool:
         return cue in self.cues
@@ -158,8 +159,10 @@ def read(text: str) -> Question:
     if "followup" in cues and referent.pronoun and not (referent.selector or referent.filters):
         referent.contrast = True
     rest = Reading(_without(t.text, referent))
+    choice = False
     if m := rest.find(_EMOTION_ASKED):
         asked["emotion"] = emotion_labels(m.group(1))
+        choice = len(asked["emotion"]) > 1 and " or " in m.group(1)
     if m := rest.find(_RACE_ASKED):
         asked["race"] = (V.races[m.group(1)],)
     for attribute in asked:
@@ -171,7 +174,8 @@ def read(text: str) -> Question:
     leftover = frozenset(w for w in t.text.split() if w not in read_words and w not in FILLER and not w.isdigit())
     if cues or attributes:
         leftover = frozenset()
-    return Question(text, blanked, cues, attributes, asked, referent, topic, leftover, bool(_YES_NO.match(text)))
+    yes_no = bool(_YES_NO.match(text))
+    return Question(text, blanked, cues, attributes, asked, referent, topic, leftover, yes_no, choice)
 
 
 def _without(text: str, ref: Referent) -> str:

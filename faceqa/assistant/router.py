@@ -223,7 +223,12 @@ def _finish(plan: Plan, g: Grounding) -> Plan:
 
 
 def _with_focus(ref: Referent, chat: Chat, singular: bool) -> Grounding:
-    """No referring words at all: the faces last talked about, or the only face, or everyone if plural."""
+    """No referring words at all: the faces last talked about, or the only face, or everyone if plural.
+    Right after "which one do you mean?", a question about one face that still names nobody ("what is the
+    emotion?") is asked again among the same faces."""
+    if ref.empty and ref.image is None and singular and len(chat.pending) > 1:
+        why = f"you didn't say which of the {len(chat.pending)} faces I asked about"
+        return Grounding.fail("ambiguous", list(chat.pending), why)
     if ref.empty and ref.image is None and chat.focus:
         how = "the face we were talking about" if len(chat.focus) == 1 else "the faces we were talking about"
         return Grounding(list(chat.focus), list(chat.focus), how=how)
@@ -239,7 +244,10 @@ def _plan_attribute(q: Question, chat: Chat, base: dict, fixed: Grounding | None
     g = fixed or _several(q, chat) or _with_focus(q.referent, chat, singular=not q.referent.plural)
     if q.has("who_is_position") and not q.attributes:
         g.note = (g.note + "; " if g.note else "") + "I describe how people appear; I don't identify who they are"
-    plan = Plan(intent="attribute", attributes=_attributes(q, "attribute", chat), asked=q.asked, **base)
+    # "is she happy or sad?" asks which of them applies: no Yes/No ("is anyone happy or sad?" is a search, see below)
+    base = {**base, "yes_no": q.yes_no and not q.choice}
+    attributes = _attributes(q, "attribute", chat)
+    plan = Plan(intent="attribute", attributes=attributes, asked=q.asked, choice=q.choice, **base)
     return _finish(plan, g)
 
 
