@@ -156,6 +156,8 @@ def check_plan(plan, case: dict, reports: list[ImageReport]) -> None:
     for key in ("intent", "comparison", "emotion", "topic", "choice"):
         if key in case:
             assert getattr(plan, key) == case[key], f"{key}: {getattr(plan, key)} != {case[key]}"
+    if "ages" in case:
+        assert plan.ages == tuple(case["ages"]), f"ages {plan.ages}, expected {case['ages']}"
     if "attributes" in case:
         assert set(plan.attributes) == set(case["attributes"]), f"attributes {plan.attributes}"
     if "asked" in case:  # a label, or a list of labels any of which answers yes
@@ -224,6 +226,13 @@ def check_answer(answer, plan, case: dict, reports: list[ImageReport], race_said
                 assert f"looks {display('emotion', face.emotion.label)} (confidence {face.emotion.score:.0%})" in text
             if "race" in plan.attributes and face.race is None:
                 assert ("VLM" in text) == ("race" in plan.named and not race_said), "race caveat: once, when asked"
+            if plan.ages:  # "is person 2 over 40?": Yes or No; "older or younger than 40?": which side
+                low, high = plan.ages
+                inside = low <= face.age.years <= high
+                if plan.choice:
+                    assert f"so {f'{low:.0f} or older' if inside else f'under {low:.0f}'}." in text, text
+                else:
+                    assert text.startswith("Yes:" if inside else "No:"), text
             if plan.choice:  # "is she happy or sad?": the label that applies, or neither of them; no Yes/No
                 for attribute, labels in plan.asked.items():
                     said = display(attribute, getattr(face, attribute).label)

@@ -37,7 +37,7 @@ from faceqa.schema import (
 )
 
 from . import policy
-from .grounding import either, label, years
+from .grounding import age_range, either, label, years
 from .plan import ATTRIBUTE_FIELDS, FaceRef, Plan
 from .vocabulary import vocabulary
 
@@ -313,6 +313,16 @@ class Composer:
             if plan.choice:  # "is she happy or sad?": "... looks happy (87%), not sad" / "..., neither happy nor sad"
                 phrases[-1] += "".join(_chosen(face, a, want) for a, want in plan.asked.items())
             verdicts = [] if plan.choice else [v for a, want in plan.asked.items() if (v := _verdict(face, a, want))]
+            if plan.ages and (age := years(face)) is not None and (said := self.age(face)) in phrases:
+                # "is person 2 over 40?": Yes or No; "older or younger than 40?" (a choice, of n or more): which side
+                low, high = plan.ages
+                inside = low <= age <= high
+                i = phrases.index(said)
+                if plan.choice:
+                    phrases[i] += f", so {age_range(plan.ages if inside else (0.0, low - 0.01))}"
+                else:
+                    verdicts.append("Yes:" if inside else "No:")
+                    phrases[i] += "" if inside else f", not {age_range(plan.ages)}"
             if verdicts and len(refs) == 1:
                 subject = f"{' '.join(verdicts)} {subject[0].lower()}{subject[1:]}"
                 phrases[-1] += "".join(

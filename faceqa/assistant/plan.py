@@ -60,6 +60,8 @@ class Plan(BaseModel):
     # "is she happy or sad?": the labels of `asked` are offered as a choice; the answer names the one that applies
     # (or neither), never Yes or No
     choice: bool = False
+    # "is person 2 over 40?": the apparent-age range asked about (answered Yes or No; with `choice`, which side of it)
+    ages: tuple[float, float] | None = None
     targets: tuple[FaceRef, ...] = ()
     candidates: tuple[FaceRef, ...] = ()
     status: Status = "ok"

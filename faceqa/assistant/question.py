@@ -101,6 +101,9 @@ _GENDER_ASKED = Gated(
 )
 _EMOTION_ASKED = Gated(rf"\b({ANY_EMOTION})\b", tokens(*V.emotions))  # "surprised or scared", "sad, scared or angry"
 _RACE_ASKED = Gated(rf"\b({alternatives(V.races)})\b", tokens(*V.races))
+_SIDE = r"(?:older|younger|over|under|above|below)"
+# "does he look older or younger than 40?": which side of an age he appears, not a filter
+_AGE_CHOICE = Gated(rf"\b{_SIDE} or {_SIDE}(?: than)? (\d+)(?: years?(?: old)?)?\b", tokens("or"))
 _PLURAL_ATTRIBUTE = Gated(
     r"\b(?:ages|genders|emotions|expressions|races|ethnicities|feelings|moods)\b",
     tokens("ages genders emotions expressions races ethnicities feelings moods"),
@@ -130,6 +133,7 @@ class Question:
     leftover: frozenset[str]  # words read neither as a cue, an attribute nor a referring word
     yes_no: bool  # "is she smiling?", "are they the same person?"
     choice: bool  # labels offered with "or" ("is she happy or sad?"): which one applies, when asked of given faces
+    ages: tuple[float, float] | None  # an apparent-age range asked about the faces named ("is person 2 over 40?")
 
     def has(self, cue: str) -> bool:
         return cue in self.cues
@@ -139,6 +143,7 @@ def read(text: str) -> Question:
     """Read one normalised question."""
     t = Reading(text)
     t.take(_ANSWERING)
+    split_at = t.first(_AGE_CHOICE)
     cues = frozenset(name for name, rx in CUES.items() if t.find(rx))
     attributes = [a for a in ATTRIBUTE_FIELDS if t.find(ASKS[a])]
     if "average" in cues and "age" not in attributes:  # "what do you mean?" asks for no average
@@ -159,10 +164,15 @@ def read(text: str) -> Question:
     if "followup" in cues and referent.pronoun and not (referent.selector or referent.filters):
         referent.contrast = True
     rest = Reading(_without(t.text, referent))
-    choice = False
+    choice, ages = bool(split_at), ((float(split_at.group(1)), 200.0) if split_at else None)
+    yes_no = bool(_YES_NO.match(text))
+    if yes_no and referent.ages and (referent.indexes or referent.pronoun) and not referent.superlative:
+        ages, referent.ages, referent.age_words = referent.ages, None, ""  # asked about person 2, not a filter
+    if ages and "age" not in attributes:
+        attributes.append("age")
     if m := rest.find(_EMOTION_ASKED):
         asked["emotion"] = emotion_labels(m.group(1))
-        choice = len(asked["emotion"]) > 1 and " or " in m.group(1)
+        choice = choice or (len(asked["emotion"]) > 1 and " or " in m.group(1))
     if m := rest.find(_RACE_ASKED):
         asked["race"] = (V.races[m.group(1)],)
     for attribute in asked:
@@ -174,8 +184,7 @@ def read(text: str) -> Question:
     leftover = frozenset(w for w in t.text.split() if w not in read_words and w not in FILLER and not w.isdigit())
     if cues or attributes:
         leftover = frozenset()
-    yes_no = bool(_YES_NO.match(text))
-    return Question(text, blanked, cues, attributes, asked, referent, topic, leftover, yes_no, choice)
+    return Question(text, blanked, cues, attributes, asked, referent, topic, leftover, yes_no, choice, ages)
 
 
 def _without(text: str, ref: Referent) -> str:

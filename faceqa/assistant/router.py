@@ -174,6 +174,8 @@ def _intent(q: Question, chat: Chat) -> Intent:
         return "not_visible"
     if q.has("same"):
         return "compare"
+    if q.ages and not q.has("count"):  # "is person 2 older than 40?": an attribute of person 2
+        return "attribute"
     if q.has("count"):
         return "count"
     if q.has("than") or q.has("same_age") or q.has("average"):
@@ -247,7 +249,7 @@ def _plan_attribute(q: Question, chat: Chat, base: dict, fixed: Grounding | None
     # "is she happy or sad?" asks which of them applies: no Yes/No ("is anyone happy or sad?" is a search, see below)
     base = {**base, "yes_no": q.yes_no and not q.choice}
     attributes = _attributes(q, "attribute", chat)
-    plan = Plan(intent="attribute", attributes=attributes, asked=q.asked, choice=q.choice, **base)
+    plan = Plan(intent="attribute", attributes=attributes, asked=q.asked, choice=q.choice, ages=q.ages, **base)
     return _finish(plan, g)
 
 
