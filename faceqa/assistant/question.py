@@ -166,7 +166,9 @@ def read(text: str) -> Question:
     rest = Reading(_without(t.text, referent))
     choice, ages = bool(split_at), ((float(split_at.group(1)), 200.0) if split_at else None)
     yes_no = bool(_YES_NO.match(text))
-    if yes_no and referent.ages and (referent.indexes or referent.pronoun) and not referent.superlative:
+    # "is person 2 / the woman on the left over 40?" asks her age; "is person 1 older than 3?" compares two faces
+    named = (referent.selector or referent.pronoun) and not (referent.superlative and "than" in cues)
+    if yes_no and referent.ages and named:
         ages, referent.ages, referent.age_words = referent.ages, None, ""  # asked about person 2, not a filter
     if ages and "age" not in attributes:
         attributes.append("age")
