@@ -64,7 +64,7 @@ def cpu(process):
     times = process.cpu_times()
     return times.user + times.system
 
-def sample(peak, seconds, started, stop):
+def sample(peak, seconds, stop):
     # Peak RSS of the process tree; CPU seconds per process (latest reading wins: a process may vanish).
     me = psutil.Process()
     while True:
@@ -78,7 +78,7 @@ def sample(peak, seconds, started, stop):
         for process in [*children, *actors]:
             try:
                 title = " ".join(process.cmdline())
-                if process.pid not in pids and (ACTOR not in title or process.create_time() < started):
+                if process.pid not in pids and ACTOR not in title:
                     continue
                 if process.pid in pids:
                     total += process.memory_info().rss
@@ -108,7 +108,7 @@ if __name__ == "__main__":
         config = BuildConfig(job=job, ray=RaySettings(address=mode, workers=workers))
         connect(config.ray)  # start or join the cluster before the clock starts: a service, not build work
     peak, seconds, stop = [0], {}, threading.Event()
-    sampler = threading.Thread(target=sample, args=(peak, seconds, time.time() - 1, stop), daemon=True)
+    sampler = threading.Thread(target=sample, args=(peak, seconds, stop), daemon=True)
     sampler.start()
     time.sleep(0.5)  # a first reading of Ray's processes before the build
     started, driver_cpu = time.perf_counter(), own_cpu()
