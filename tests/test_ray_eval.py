@@ -172,3 +172,13 @@ def test_ray_requests_carry_several_calls_and_one_actor_answers_every_task_of_an
     assert max(sizes) > 1 and len(sizes) < 80  # requests, not calls, cross to the actors
     assert all(len(pids) == 1 for pids in answered_by.values())  # the engine would analyse each image once
     assert str(__import__("os").getpid()) not in set().union(*answered_by.values())  # answered on actors
+
+
+def test_ray_actors_share_out_the_concurrency_so_no_more_calls_run_at_once_than_asked(ray_local):
+    for concurrency, shares in ((3, [2, 1]), (1, [1])):
+        remote = RayPredictor(WhichProcess, ray_local, concurrency=concurrency)
+        try:
+            assert remote.describe()["ray"]["calls_per_actor"] == shares
+            assert remote.describe()["ray"]["actors"] == len(shares)
+        finally:
+            remote.close()

@@ -1,14 +1,15 @@
 """`eval run --ray`: a predictor whose calls run on Ray actors, behind the same runner, cache and report.
 
-    runner threads (IN_FLIGHT per actor) -> RayPredictor.predict_batch (BATCH calls per
-      request) -> the least busy actor -> its thread pool of `ceil(concurrency / workers)`
+    runner threads (IN_FLIGHT per actor) -> RayPredictor.predict_batch (BATCH rounds of
+      calls per request) -> the least busy actor -> its share of `concurrency` threads
       -> its own predictor, built once by `factory` (the engine's models, an endpoint's
       client, a checkpoint)
 
 One Ray request carries a batch of calls, so the driver's and Ray's cost per call is a
 fraction of a process hop. Each actor runs the calls of all its batches on one pool of
-`ceil(concurrency / workers)` threads, so endpoint calls stay bounded per actor (at
-most `concurrency` over the cluster, as with the thread pool) and the engine's CPU work
+threads, its share of `concurrency` (16 on 2 actors: 8 each; never more actors than
+calls), so at most `concurrency` calls run at once over the cluster, as with the
+thread pool, and the engine's CPU work
 spreads over the cluster's cores; IN_FLIGHT batches per actor keep its pool busy while
 the driver records the last one. The driver keeps the one prediction cache: a batch's
 answers are written there when it returns, and on Ctrl-C the batches in flight still
@@ -23,7 +24,6 @@ on GPUs goes through Ray Data's vLLM integration instead (`batch_llm.py`).
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -80,22 +80,25 @@ class RayPredictor(Predictor):
     def __init__(self, factory: Callable[[], Predictor], settings: RaySettings, concurrency: int,
                  cpus_per_actor: float = 1.0):
         self._ray = connect(settings)
-        self._threads = max(1, math.ceil(concurrency / settings.workers))
+        # `concurrency` calls at once over the cluster, as the thread pool: shared out, an actor per call at most.
+        workers = max(1, min(settings.workers, concurrency))
+        threads = [concurrency // workers + (i < concurrency % workers) for i in range(workers)]
         actor = self._ray.remote(num_cpus=cpus_per_actor, max_concurrency=IN_FLIGHT + 1)(PredictorActor)
-        self._actors = [actor.remote(factory, self._threads) for _ in range(settings.workers)]
+        self._actors = [actor.remote(factory, n) for n in threads]
+        self._batch = BATCH * threads[-1]
         self._busy = [0] * len(self._actors)  # batches in flight per actor
         self._lock = threading.Lock()
         # Every actor built its predictor (a bad checkpoint path fails here, once), then the first one's details.
         self.name, self.tasks, self._description = self._ray.get([a.describe.remote() for a in self._actors])[0]
-        self._description = {**self._description, "ray": {"address": settings.address, "actors": settings.workers,
-                                                          "calls_per_actor": self._threads}}
+        self._description = {**self._description, "ray": {"address": settings.address, "actors": workers,
+                                                          "calls_per_actor": threads}}
 
     def describe(self) -> dict[str, Any]:
         return self._description
 
     def batching(self, concurrency: int) -> tuple[int, int]:
         """BATCH rounds of each actor's threads per request, IN_FLIGHT requests per actor at once."""
-        return BATCH * self._threads, IN_FLIGHT * len(self._actors)
+        return self._batch, IN_FLIGHT * len(self._actors)
 
     def predict(self, item: FaceRecord, task: str) -> Prediction:
         outcome = self.predict_batch([(item, task)])[0]
