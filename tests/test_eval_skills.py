@@ -55,7 +55,7 @@ def test_skills_are_scored_from_what_the_server_was_asked(built, tmp_path):
         row = rows[(image_digest(image), prompt)]
         target = row.extra["target"]
         if (image_digest(image), prompt) in planted:
-            return re.sub(r"(AU\d+ [^\n]*?\)) \d\.\d\d, \w+", r"\1 0.05, weak", target, count=1)
+            return re.sub(r"(- AU\d+ [^\n]*?) \d\.\d\d, \w+", r"\1 0.05, weak", target, count=1)
         if (image_digest(image), prompt) in no_layout:
             return "Looks " + row.labels["reasoning"].lower()
         if (image_digest(image), prompt) == marks[0]:

@@ -168,3 +168,58 @@ def test_reasoning_targets_speak_about_the_photo_not_the_annotation():
     assert len(texts) >= len(EMOTIONS) * 2
     leaks = [t for t in texts if re.search(r"annotat|label|dataset|ground truth", t, re.IGNORECASE)]
     assert leaks == []
+
+
+def test_reasoning_targets_are_the_concise_exp_cot_the_parser_and_the_check_read():
+    """The trained target cites only the strongest AUs, keeps the three-part layout and concludes the label."""
+    from faceqa.finetune.tasks import face_samples
+    from faceqa.prompts.cot import compose_cot
+    from faceqa.prompts.parser import parse_reasoning
+    from faceqa.vlm.cot_check import check_cot
+
+    units = {"AU1": 0.8, "AU2": 0.8, "AU5": 0.6, "AU26": 0.7, "AU12": 0.1}
+    (sample,) = face_samples("k", {"emotion": "Surprise"}, ("reasoning",), 0, units, geometric=False)
+    target = sample.paligemma_answer
+    assert target == sample.chat_answer == compose_cot(units, "Surprise").brief
+    assert len(target) < len(compose_cot(units, "Surprise").text) / 2
+    parsed = parse_reasoning(target)
+    assert parsed.complete and parsed.emotion.label == "Surprise"
+    observations = parsed.sections["Key observations"].splitlines()
+    assert observations == ["- AU1 inner brow raiser 0.80, strong", "- AU2 outer brow raiser 0.80, strong",
+                            "- AU26 jaw drop 0.70, marked"]  # the 3 strongest; AU5 and the weak AU12 left out
+    assert "prototype of surprise" in parsed.sections["Overall emotional interpretation"]
+    checked = check_cot(target, units, None)
+    assert checked.parsed_ok and checked.consistency == 1.0 and checked.checkable == 3
+
+
+def test_a_concise_target_says_when_the_units_point_elsewhere_or_nowhere():
+    from faceqa.prompts.cot import compose_cot
+    from faceqa.prompts.parser import parse_reasoning
+
+    elsewhere = compose_cot({"AU6": 0.8, "AU12": 0.9}, "Sadness").brief
+    assert "point more to happiness than to sadness" in elsewhere
+    assert parse_reasoning(elsewhere).emotion.label == "Sadness"
+    nowhere = compose_cot({}, "Neutral").brief
+    assert "No action unit reaches 0.20" in nowhere and parse_reasoning(nowhere).emotion.label == "Neutral"
+
+
+def test_max_task_rows_caps_only_the_named_tasks_and_keeps_row_order():
+    from faceqa.finetune.train import _capped
+
+    tasks = ["reasoning", "marks", "reasoning", "person_emotion", "reasoning", "marks"]
+    assert _capped(tasks, {"reasoning": 2}) == [0, 1, 2, 3, 5]
+    assert _capped(tasks, {"reasoning": 0, "marks": 1}) == [1, 3]
+    assert _capped(tasks, {}) == list(range(len(tasks)))
+
+
+def test_cpu_threads_hold_for_the_fine_tune_only(monkeypatch, tmp_path):
+    import torch
+
+    from faceqa.finetune import train
+
+    seen = []
+    monkeypatch.setattr(train, "_run_finetune", lambda config: seen.append(torch.get_num_threads()) or {})
+    before = torch.get_num_threads()
+    config = train.FinetuneConfig(model="m", dataset="d", output_dir=str(tmp_path), cpu_threads=1)
+    train.run_finetune(config)
+    assert seen == [1] and torch.get_num_threads() == before

@@ -210,19 +210,23 @@ def test_merge_with_a_base_that_cannot_be_found_is_one_line(tiny, tmp_path):
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3
 
 
-def test_reasoning_targets_longer_than_the_model_are_refused_at_start(tiny, tmp_path):
+def test_reasoning_targets_longer_than_the_model_are_refused_at_start(tmp_path):
     from affectnet_release import write_affectnet_release
 
+    from faceqa.dev.tiny import TinySize, make_tiny_vlm
+
+    # 96 positions hold an attribute question (about 45 tokens) but not a concise Exp-CoT target (over 100).
+    model = make_tiny_vlm("paligemma", tmp_path / "short", size=TinySize(max_positions=96))
     release = write_affectnet_release(tmp_path / "affectnet", training=[1, 2, 3, 0] * 2, validation=[1, 2])
     out = tmp_path / "qa"
     job = FaceJobConfig(crop=CropConfig(mode="trust", size=32), tasks=("attribute", "reasoning"))
     run_build([Source.parse(f"affectnet={release}")], out, BuildConfig(job=job, dedup_distance=-1), progress=False)
     path = tmp_path / "c.yaml"
-    path.write_text(f"model: {tiny['paligemma']}\ndataset: {out}\noutput_dir: {tmp_path / 'run'}\nmax_steps: 1\n"
+    path.write_text(f"model: {model}\ndataset: {out}\noutput_dir: {tmp_path / 'run'}\nmax_steps: 1\n"
                     "precision: fp32\neval_steps: null\n")
     result = CliRunner().invoke(app, ["finetune", str(path)])
     assert result.exit_code == 2, result.output
-    assert "longer than the model's 512 positions: reasoning up to" in result.output
+    assert "longer than the model's 96 positions: reasoning up to" in result.output
     assert "emotion" not in result.output.split("positions:")[1]  # the one-label task fits
 
 

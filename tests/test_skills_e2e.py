@@ -1,11 +1,14 @@
-"""The multi-person skills end to end at tiny scale: synthetic expressions -> build-dataset (collages and
-set-of-marks rows) -> LoRA on a tiny PaliGemma -> vLLM with the adapter -> `faceqa eval run -f built --endpoint`
-for the base model and the adapter -> the assistant's VLM paths (reasoning, open question, hard referent)
-against the real server.
+"""The trained skills end to end at tiny scale: synthetic expressions -> build-dataset (concise Exp-CoT targets,
+collages, set-of-marks rows) -> LoRA on a tiny PaliGemma -> vLLM with the adapter -> `faceqa eval run -f built
+--endpoint` for the base model and the adapter -> the assistant's VLM paths (reasoning, open question, hard
+referent) against the real server.
 
-A tiny random model proves the path, not quality: the adapter must beat the base model on set-of-marks
-positional answers on held-out synthetic collages; what its words say about faces means nothing. The Exp-CoT
-format is not trained here: its 300-600-token targets did not train in a CI budget (see the README).
+A tiny random model proves the path, not quality: on held-out rows the adapter must beat the base model on the
+reasoning-format parse rate (all three Exp-CoT sections and one emotion in the conclusion, read by the parser the
+assistant uses), on the emotion of the person a positional phrase picks out of a synthetic collage (and beat
+answering every such question with its most common label), and on set-of-marks numbers. What its words say about
+faces means nothing. The checkpoint is `faceqa.dev.tiny.LEARNER` (the default tiny one, its LM head tied to
+embeddings of std 0.02, cannot make a peaked output distribution and learned neither skill; see its docstring).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from faceqa.cli import app
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "faceqa" / "examples"
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
-SKILLS = "person,marks"
+SKILLS = "reasoning,person,marks"
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +38,32 @@ def vllm_ready() -> None:
 
 def _skills(runner: CliRunner, built: Path, url: str, model: str, out: Path) -> dict:
     result = runner.invoke(app, ["eval", "run", str(built), "-f", "built", "--tasks", SKILLS, "--endpoint", url,
-                                 "--model", model, "--prompt-style", "paligemma", "--max-tokens", "8",
+                                 "--model", model, "--prompt-style", "paligemma", "--max-tokens", "128",
                                  "-o", str(out), "--no-progress", "--concurrency", "4"])
     assert result.exit_code == 0, result.output
     return json.loads((out / "report.json").read_text())["skills"]
 
 
-def test_a_tuned_adapter_beats_the_base_on_positional_answers_through_vllm(vllm_ready, tmp_path):
+def _figures(skill: str, metrics: dict) -> str:
+    positions = {k: f"{v['correct']}/{v['n']}" for k, v in metrics.get("by_position", {}).items()}
+    return (f"{skill} n {metrics['n']} accuracy {metrics['accuracy']:.2f} parse rate {metrics['parse_rate']:.2f}"
+            + (f" by position {json.dumps(positions)}" if positions else ""))
+
+
+def _most_common_label_accuracy(built: Path, skill: str) -> float:
+    """How often answering every held-out question of `skill` with its most common answer would be right."""
+    from collections import Counter
+
+    from faceqa.eval.skills import read_skill_rows
+
+    truths = [item.labels[skill] for item in read_skill_rows(built, skills=(skill,))]
+    return Counter(truths).most_common(1)[0][1] / len(truths)
+
+
+def test_a_tuned_adapter_beats_the_base_on_reasoning_and_positional_answers_through_vllm(vllm_ready, tmp_path):
     from faceqa.dev.ports import free_port
     from faceqa.dev.synthetic import write_affectnet_layout
-    from faceqa.dev.tiny import TinySize, make_tiny_vlm
+    from faceqa.dev.tiny import LEARNER, make_tiny_vlm
     from faceqa.vlm.answers import FALLBACK, OPEN_PREFIX, VLMAssistant
     from faceqa.vlm.openai_backend import OpenAIBackend
     from faceqa.vlm.serve import ServeConfig, VLLMServer
@@ -54,15 +73,19 @@ def test_a_tuned_adapter_beats_the_base_on_positional_answers_through_vllm(vllm_
     images = write_affectnet_layout(tmp_path / "synthetic", {"train": 160, "val": 40}, size=64)
     built = tmp_path / "qa"
     result = runner.invoke(app, ["build-dataset", f"affectnet={images}", "--out", str(built), "--crop", "trust",
-                                 "--size", "64", "--tasks", "composite,marks", "--composite-every", "1",
+                                 "--size", "64", "--tasks", "reasoning,composite,marks", "--composite-every", "1",
                                  "--no-progress"])
     assert result.exit_code == 0, result.output
     timings["build"] = time.perf_counter() - started
 
-    base = make_tiny_vlm("paligemma", tmp_path / "tiny-paligemma", size=TinySize(max_positions=1024))
+    base = make_tiny_vlm("paligemma", tmp_path / "tiny-paligemma", size=LEARNER)
     settings = yaml.safe_load((REPO / "faceqa" / "finetune" / "configs" / "tiny-cpu-smoke.yaml").read_text())
+    # 600 steps of 8 on one thread: about 2.5 min here. The 4 distinct CoT targets of the synthetic classes are
+    # capped at 40 rows so their 90-token answers do not drown the one-token positional answers in the loss.
     settings.update(model=str(base), dataset=str(built), output_dir=str(tmp_path / "run"),
-                    tasks=["person_emotion", "marks"], eval_steps=None, eval_generate_samples=0)
+                    tasks=["person_emotion", "marks", "reasoning"], max_task_rows={"reasoning": 40},
+                    max_steps=600, batch_size=8, learning_rate=3e-3, lora_r=32, lora_alpha=64, logging_steps=100,
+                    save_steps=600, eval_steps=None, eval_generate_samples=0)
     config = tmp_path / "skills.yaml"
     config.write_text(yaml.safe_dump(settings))
     started = time.perf_counter()
@@ -72,7 +95,7 @@ def test_a_tuned_adapter_beats_the_base_on_positional_answers_through_vllm(vllm_
 
     started = time.perf_counter()
     serve = ServeConfig(model=str(base), loras={"skills": str(tmp_path / "run" / "adapter")}, port=free_port(),
-                        cpu=True, max_model_len=1024)
+                        cpu=True, max_model_len=512)
     with VLLMServer(serve) as server:
         timings["vllm_start"] = time.perf_counter() - started
         started = time.perf_counter()
@@ -86,12 +109,18 @@ def test_a_tuned_adapter_beats_the_base_on_positional_answers_through_vllm(vllm_
         reasoning = assistant.answer([photo], "Explain the expression of person 3 step by step")
         open_answer = assistant.answer([photo], "Is anyone wearing glasses?")
         referent = assistant.answer([photo], "How old is the boy holding a ball?")
-    figures = {skill: {k: after[skill][k] for k in ("n", "accuracy", "parse_rate")} for skill in after}
-    print(f"\nbase {json.dumps({s: before[s]['parse_rate'] for s in before})} parse rate, "
-          f"{json.dumps({s: before[s]['accuracy'] for s in before})} accuracy; tuned {json.dumps(figures)}; "
-          f"seconds: {', '.join(f'{k} {v:.0f}' for k, v in timings.items())}")
-    # Which box number is the referent: learned in the budget. The attribute of the person at a position
-    # (person_emotion) is measured and printed, but the tiny adapter does not learn it in 100 steps.
+    constant = {skill: _most_common_label_accuracy(built, skill) for skill in ("person", "marks")}
+    for name, report in (("base", before), ("tuned", after)):
+        print(f"\n{name}: " + "; ".join(_figures(skill, r) for skill, r in report.items()))
+    print(f"most common answer: {json.dumps({k: round(v, 2) for k, v in constant.items()})}; seconds: "
+          + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
+    # The Exp-CoT layout, read by the assistant's own parser: learned; the base model's text never parses.
+    assert after["reasoning"]["parse_rate"] > before["reasoning"]["parse_rate"], (before["reasoning"],
+                                                                                   after["reasoning"])
+    # The emotion of the person at a position: learned from the image, better than always naming one label.
+    assert after["person"]["accuracy"] > max(before["person"]["accuracy"], constant["person"]), (
+        before["person"], after["person"], constant)
+    # Which box number the referent is.
     assert after["marks"]["accuracy"] > before["marks"]["accuracy"], (before["marks"], after["marks"])
     assert after["marks"]["parse_rate"] > before["marks"]["parse_rate"]
     note = FALLBACK.split("{")[0]

@@ -50,6 +50,21 @@ class TinySize:
     patch_size: int = 8
     bpe_vocab: int = 400
     max_positions: int = 512
+    # For a checkpoint that must learn (the skills loop, `LEARNER`); False / None keep the default one byte
+    # for byte. `bpe_on_prompts`: the BPE is also trained on faceqa's prompt data, as a real tokenizer has
+    # whole tokens for its words (a concise Exp-CoT is 160 tokens with the default BPE, 90 with this one).
+    # `output_std`: an untied LM head (PaliGemma ties it by default) drawn with this deviation. Tied to embeddings
+    # initialised at transformers' 0.02, every logit stays within about +-1.3 (hidden 64), the output
+    # distribution is almost uniform whatever the adapter does, and LoRA, which cannot touch the head,
+    # learned neither positions nor the CoT layout.
+    bpe_on_prompts: bool = False
+    output_std: float | None = None
+
+
+# The tiny PaliGemma that learns the skills loop in a CI budget (tests/test_skills_e2e.py): wider and deeper
+# than the default, the CoT's words as tokens, an untied head. Still random: it proves the path, not quality.
+LEARNER = TinySize(hidden=128, intermediate=256, layers=4, heads=4, kv_heads=2, bpe_vocab=1000,
+                   bpe_on_prompts=True, output_std=0.3)
 
 
 def _special_tokens(arch: str) -> list[str]:
@@ -58,6 +73,19 @@ def _special_tokens(arch: str) -> list[str]:
         tokens += ["<fake_token_around_image>", "<end_of_utterance>", "<global-img>"]
         tokens += [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
     return tokens
+
+
+PROMPT_DATA = ("templates.toml", "cot_wording.toml", "emfacs.toml", "taxonomies.toml")
+
+
+def _corpus(prompts: bool) -> list[str]:
+    lines = _CORPUS.splitlines()
+    if prompts:
+        from importlib import resources
+
+        data = resources.files("faceqa.prompts").joinpath("data")
+        lines += [line for name in PROMPT_DATA for line in data.joinpath(name).read_text("utf-8").splitlines()]
+    return lines
 
 
 def _tokenizer(arch: str, size: TinySize):
@@ -79,7 +107,7 @@ def _tokenizer(arch: str, size: TinySize):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS.splitlines(), trainer=trainer)
+    tok.train_from_iterator(_corpus(size.bpe_on_prompts), trainer=trainer)
     tok.add_tokens([AddedToken("\n", normalized=False)])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -185,13 +213,15 @@ def _config(arch: str, size: TinySize, tokenizer):
     }
     image_token = tokenizer.convert_tokens_to_ids("<image>")
     if arch == "paligemma":
+        tied = size.output_std is None
         return PaliGemmaConfig(
             vision_config=SiglipVisionConfig(**(vision | {"vision_use_head": False})),
-            text_config=GemmaConfig(**text),
+            text_config=GemmaConfig(**text, tie_word_embeddings=tied),
             image_token_index=image_token,
             vocab_size=vocab,
             projection_dim=size.hidden,
             hidden_size=size.hidden,
+            tie_word_embeddings=tied,
             **special,
         )
     if arch == "llava":
@@ -248,6 +278,9 @@ def make_tiny_vlm(arch: str, out: Path, seed: int = 0, size: TinySize | None = N
     config = _config(arch, size, processor.tokenizer)
     torch.manual_seed(seed)
     model = _model_class(arch)(config).to(torch.float32).eval()
+    if size.output_std is not None:
+        with torch.no_grad():
+            model.get_output_embeddings().weight.normal_(0.0, size.output_std)
     model.generation_config.do_sample = False
     folder = save_for_vllm(model, processor, out)
     if add_bos_token:  # PaliGemmaProcessor switches it off in memory; released PaliGemma 1 files keep it on

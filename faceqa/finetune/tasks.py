@@ -99,7 +99,7 @@ def face_samples(key: str, labels: Mapping[str, str], tasks: tuple[str, ...], se
         from faceqa.prompts.cot import compose_cot
 
         s = seed_of(str(seed), key, "reasoning")
-        text = compose_cot(action_units, labels["emotion"], geometric=geometric).text
+        text = compose_cot(action_units, labels["emotion"], geometric=geometric).brief
         samples.append(Sample("reasoning", templates.question("reasoning", "chat", s), text,
                               templates.question("reasoning", "paligemma", s), text))
     return samples

@@ -6,6 +6,13 @@ from the input, an AU is "present" only at the data file's threshold or more, an
 the prototypes' AUs that the input does not measure are named as unseen rather
 than guessed. The same function writes the assistant's reasoning (classifier
 label and scores) and the dataset builder's CoT targets (a ground-truth label).
+
+A CoT reads two ways, both in the one three-part layout (`templates.render_cot`) with
+the same "AUn name 0.00, strength" observations, so one parser and one check
+(`faceqa.vlm.cot_check`) read either: `text`, the assistant's full explanation, and
+`brief`, what a VLM is trained to answer: the few strongest action units (ExpLLM cites
+a handful), the one prototype that decides, and the emotion. A full target is 450-850
+characters; a model must reproduce every token of it before its conclusion is read.
 """
 
 from __future__ import annotations
@@ -72,6 +79,23 @@ class CoT:
     @property
     def text(self) -> str:
         return render_cot(self.observation_lines, self.interpretation, self.conclusion)
+
+    @property
+    def brief(self) -> str:
+        """The concise Exp-CoT (the dataset builder's targets, what the VLM is asked for): see the module."""
+        b = wording()["brief"]
+        key = self.observations[: b["key_aus"]]
+        lines = [b["observation"].format(au=o.au, name=_name(o.au)[0], value=o.intensity, strength=o.strength)
+                 for o in key] or [wording()["sentences"]["none_observed"].format(threshold=wording()["threshold"])]
+        matched = next((m for m in self.matches if m.emotion == self.label), None)
+        if matched is not None:
+            interpretation = b["prototype"].format(combo=_combo(matched.aus), noun=_noun(matched.emotion))
+        elif self.evidence is not None:
+            interpretation = b["points_to"].format(noun=_noun(self.evidence), label_noun=_noun(self.label))
+        else:
+            interpretation = b["none_matched"].format(label_noun=_noun(self.label))
+        conclusion = b["conclusion"].format(label=self.label)
+        return render_cot(lines, interpretation, conclusion)
 
 
 def _cited(value: float) -> float:
