@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import multiprocessing
 import threading
@@ -19,11 +20,26 @@ from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
+from PIL import Image
+
 Answer = Callable[[bytes, str], str]
 
 
 def image_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def sent_images(request: dict) -> list[np.ndarray]:
+    """The images of a chat request's last message, decoded to RGB arrays, in order."""
+    parts = request["messages"][-1]["content"]
+    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(p["image_url"]["url"].split(",", 1)[1]))).convert("RGB"))
+            for p in parts if p["type"] == "image_url"]
+
+
+def sent_text(request: dict) -> str:
+    """The text part of a chat request's last message."""
+    return next(p["text"] for p in request["messages"][-1]["content"] if p["type"] == "text")
 
 
 class JSONHandler(BaseHTTPRequestHandler):

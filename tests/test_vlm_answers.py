@@ -8,13 +8,9 @@ that is not on the photo.
 
 from __future__ import annotations
 
-import base64
-import io
-
 import numpy as np
 import pytest
-from eval_standin import StandIn
-from PIL import Image
+from eval_standin import StandIn, sent_images, sent_text
 
 from faceqa.crops import face_crop
 from faceqa.images import load_image
@@ -51,16 +47,6 @@ class Replies:
         return "I cannot tell."
 
 
-def _images(request: dict) -> list[np.ndarray]:
-    parts = request["messages"][-1]["content"]
-    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(p["image_url"]["url"].split(",", 1)[1]))).convert("RGB"))
-            for p in parts if p["type"] == "image_url"]
-
-
-def _text(request: dict) -> str:
-    return next(p["text"] for p in request["messages"][-1]["content"] if p["type"] == "text")
-
-
 @pytest.fixture
 def ask(engine, examples):
     servers = []
@@ -78,10 +64,10 @@ def ask(engine, examples):
 
 def test_expression_reasoning_sends_the_face_crop_and_shows_the_checked_vlm_cot(ask, examples, group_report):
     answer, received = ask("Explain the expression of person 3 step by step")
-    assert len(received) == 1 and _text(received[0]) == templates.question("reasoning", "chat")
+    assert len(received) == 1 and sent_text(received[0]) == templates.question("reasoning", "chat")
     face = group_report.faces[2]
     crop = face_crop(load_image(examples / "group.jpg"), face.box)
-    assert np.array_equal(_images(received[0])[0], crop)  # the crop training used, not the whole photo
+    assert np.array_equal(sent_images(received[0])[0], crop)  # the crop training used, not the whole photo
     au4 = face.action_units["AU4"]
     assert answer.reasoning.startswith("Key observations:")  # the engine's own reasoning stays first
     assert "The VLM's step-by-step explanation of person 3, checked against the measured cues:" in answer.reasoning
@@ -92,10 +78,10 @@ def test_expression_reasoning_sends_the_face_crop_and_shows_the_checked_vlm_cot(
 def test_a_referent_the_rules_cannot_ground_is_asked_on_the_marked_photo(ask, examples, group_report):
     answer, received = ask("How old is the boy holding a ball?", Replies(mark="3"))  # a face the rules call male
     assert answer.faces == [3] and answer.status == "ok" and "as picked by the VLM" in answer.answer
-    asked = [r for r in received if "Which number marks" in _text(r)]
-    assert len(asked) == 1 and "the boy holding a ball" in _text(asked[0])
+    asked = [r for r in received if "Which number marks" in sent_text(r)]
+    assert len(asked) == 1 and "the boy holding a ball" in sent_text(asked[0])
     marked = np.asarray(marked_photo(load_image(examples / "group.jpg"), group_report))
-    assert np.array_equal(_images(asked[0])[0], marked)
+    assert np.array_equal(sent_images(asked[0])[0], marked)
 
 
 def test_a_box_number_that_is_not_on_the_photo_is_rejected_not_shown(ask):
@@ -106,19 +92,19 @@ def test_a_box_number_that_is_not_on_the_photo_is_rejected_not_shown(ask):
 def test_an_open_question_goes_to_the_vlm_with_the_per_face_report_and_says_whose_words_it_is(ask, group_report):
     answer, received = ask("Is anyone wearing glasses?")
     assert answer.answer == OPEN_PREFIX + "Person 4 wears a dark uniform; nobody wears glasses."
-    prompt = _text(received[-1])
+    prompt = sent_text(received[-1])
     assert prompt.rstrip().endswith("Is anyone wearing glasses?")
     for face in group_report.faces:
         assert f"- {face.id}: apparently {face.gender.label.lower()}" in prompt
-    assert _images(received[-1])[0].shape == (380, 1200, 3)
+    assert sent_images(received[-1])[0].shape == (380, 1200, 3)
 
 
 def test_a_compound_question_sends_each_part_where_it_is_best_answered(ask, examples, group_report):
     """The age part stays with the engine; only the reasoning part reaches the VLM, with person 2's crop."""
     answer, received = ask("How old is person 1 and why does person 2 look surprised?")
-    assert len(received) == 1 and _text(received[0]) == templates.question("reasoning", "chat")
+    assert len(received) == 1 and sent_text(received[0]) == templates.question("reasoning", "chat")
     crop = face_crop(load_image(examples / "group.jpg"), group_report.faces[1].box)
-    assert np.array_equal(_images(received[0])[0], crop)
+    assert np.array_equal(sent_images(received[0])[0], crop)
     age, why = answer.result.parts
     assert age.task == "attribute" and "VLM" not in (age.reasoning or "") + age.answer
     assert answer.answer.startswith(age.answer) and age.answer.startswith("Person 1 (far left) appears")
@@ -128,8 +114,8 @@ def test_a_compound_question_sends_each_part_where_it_is_best_answered(ask, exam
 
 def test_a_compound_question_asks_the_vlm_only_its_own_open_part(ask, group_report):
     answer, received = ask("How many people are there, and is anyone wearing glasses?")
-    assert len(received) == 1 and _text(received[0]).rstrip().endswith("is anyone wearing glasses")
-    assert "how many" not in _text(received[0]).split("\n")[-1]
+    assert len(received) == 1 and sent_text(received[0]).rstrip().endswith("is anyone wearing glasses")
+    assert "how many" not in sent_text(received[0]).split("\n")[-1]
     count, seen = answer.result.parts
     assert count.task == "count" and count.result.count == len(group_report.faces)
     assert seen.answer == OPEN_PREFIX + "Person 4 wears a dark uniform; nobody wears glasses."
@@ -185,7 +171,7 @@ def test_the_api_routes_faceqa_vlm_questions_to_the_vlm_with_the_photo_it_was_se
                                                            "top_logprobs": []}]}
             else:
                 received.append(request)
-                text, logprobs = replies(b"", _text(request)), None
+                text, logprobs = replies(b"", sent_text(request)), None
             self._send(200, {"id": "c", "object": "chat.completion", "created": 0, "model": request["model"],
                              "choices": [{"index": 0, "finish_reason": "stop", "logprobs": logprobs,
                                           "message": {"role": "assistant", "content": text}}],
@@ -202,10 +188,10 @@ def test_the_api_routes_faceqa_vlm_questions_to_the_vlm_with_the_photo_it_was_se
                 return reply.choices[0].message.content or ""
 
             assert ask("faceqa-vlm", "Is anyone wearing glasses?").startswith(OPEN_PREFIX)
-            assert _images(received[-1])[0].shape == (380, 1200, 3)
+            assert sent_images(received[-1])[0].shape == (380, 1200, 3)
             cot = ask("faceqa-vlm", "Explain the expression of person 3 step by step")
             assert "checked against the measured cues" in cot and "the model cites a strong (0.95) brow lowerer" in cot
-            assert _text(received[-1]) == templates.question("reasoning", "chat")
+            assert sent_text(received[-1]) == templates.question("reasoning", "chat")
             before = len(received)
             assert not ask("faceqa-local", "Is anyone wearing glasses?").startswith(OPEN_PREFIX)
             assert len(received) == before  # faceqa-local never asks the VLM

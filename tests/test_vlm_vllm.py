@@ -18,6 +18,7 @@ import numpy as np
 import openai
 import pytest
 from conftest import noise
+from eval_standin import sent_images, sent_text
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
@@ -355,16 +356,6 @@ class _Recorder:
         self._server.server_close()
 
 
-def _sent_images(request: dict) -> list[np.ndarray]:
-    parts = request["messages"][-1]["content"]
-    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(p["image_url"]["url"].split(",", 1)[1]))).convert("RGB"))
-            for p in parts if p["type"] == "image_url"]
-
-
-def _sent_text(request: dict) -> str:
-    return next(p["text"] for p in request["messages"][-1]["content"] if p["type"] == "text")
-
-
 def test_each_kind_of_question_reaches_real_vllm_with_its_prompt_and_image(llava, tiny, examples, engine, tmp_path):
     """What the real server receives: the request as forwarded, and the prompt tokens vLLM built from it.
 
@@ -396,20 +387,20 @@ def test_each_kind_of_question_reaches_real_vllm_with_its_prompt_and_image(llava
             return [(request, tokenizer.decode(ids)) for request, ids in seen]
 
         [(reasoning, tokens)] = ask("Explain the expression of person 2 step by step")
-        assert _sent_text(reasoning) == templates.question("reasoning", "chat")
+        assert sent_text(reasoning) == templates.question("reasoning", "chat")
         assert templates.question("reasoning", "chat") in tokens and templates.system_prompt() in tokens
-        assert np.array_equal(_sent_images(reasoning)[0], face_crop(photo, report.faces[1].box))
+        assert np.array_equal(sent_images(reasoning)[0], face_crop(photo, report.faces[1].box))
 
         marked = np.asarray(marked_photo(photo, report))
         asked = ask("How old is the man holding a ball?")
-        referents = [(r, t) for r, t in asked if "Which number marks" in _sent_text(r)]
+        referents = [(r, t) for r, t in asked if "Which number marks" in sent_text(r)]
         assert len(referents) == 1 and "the man holding a ball" in referents[0][1]
-        assert np.array_equal(_sent_images(referents[0][0])[0], marked)
+        assert np.array_equal(sent_images(referents[0][0])[0], marked)
 
         [(opened, tokens)] = ask("Is anyone wearing glasses?")
         assert "Is anyone wearing glasses?" in tokens
         assert all(f"- {face.id}: apparently {face.gender.label.lower()}" in tokens for face in report.faces)
-        assert np.array_equal(_sent_images(opened)[0], marked)
+        assert np.array_equal(sent_images(opened)[0], marked)
 
         assert ask("Is person 1 a criminal?") == []  # declined before anything reaches the model
     finally:
