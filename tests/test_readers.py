@@ -227,7 +227,8 @@ def test_built_dataset_single_face_rows_once_each(tmp_path):
     import io
 
     pytest.importorskip("datasets")
-    from faceqa.finetune.store import write_shard
+    from faceqa.files import write_atomic
+    from faceqa.finetune.store import encode_shard, shard_table
 
     def jpeg(shade):
         buffer = io.BytesIO()
@@ -242,8 +243,9 @@ def test_built_dataset_single_face_rows_once_each(tmp_path):
          "age_group": "20-29", "emotion": None}
     b = {"key": "rafdb:Image/aligned/test_0001_aligned.jpg", "source": "rafdb", "race": None, "gender": None,
          "age_group": None, "emotion": "Fear"}
-    write_shard([row("1", "race", [a]), row("2", "gender", [a]), row("3", "composite", [a, b]),
-                 row("4", "emotion", [b], shade=200)], tmp_path / "validation" / "shard-00000.parquet")
+    rows = [row("1", "race", [a]), row("2", "gender", [a]), row("3", "composite", [a, b]),
+            row("4", "emotion", [b], shade=200)]
+    write_atomic(tmp_path / "validation" / "shard-00000.parquet", encode_shard(shard_table(rows)))
     records = list(read_dataset("built", tmp_path))
     assert [r.key for r in records] == ["built:fairface:val/1.jpg", "built:rafdb:Image/aligned/test_0001_aligned.jpg"]
     assert records[0].labels == {"race": "White", "gender": "Male", "age_group": "20-29"}

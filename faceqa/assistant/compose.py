@@ -97,6 +97,11 @@ class Evidence:
     parts: list[Evidence] = field(default_factory=list)  # compound: one per part
 
 
+def joined(parts: Sequence[Answer]) -> tuple[str, str | None]:
+    """A compound answer's text and reasoning: its parts' in order, a blank line between."""
+    return "\n\n".join(p.answer for p in parts), "\n\n".join(p.reasoning for p in parts if p.reasoning) or None
+
+
 @dataclass
 class Written:
     """What a writer returns: the text, the faces it is about, the typed result, optional detail."""
@@ -252,8 +257,7 @@ class Composer:
             for i, part in enumerate(plan.parts)
         ]
         refs = list(dict.fromkeys(r for part, p in zip(parts, plan.parts, strict=True) for r in _shown(p, part)))
-        reasoning = "\n\n".join(p.reasoning for p in parts if p.reasoning) or None
-        text = "\n\n".join(p.answer for p in parts)
+        text, reasoning = joined(parts)
         return Written(text, refs, CompoundResult(parts=parts), reasoning)
 
     def _not_visible(self, plan: Plan) -> Written:

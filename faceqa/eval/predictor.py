@@ -90,8 +90,9 @@ class ModelImage:
     def __call__(self, item: FaceRecord) -> bytes:
         if self.crop is None:
             return encoded_image(item)
+        from faceqa.finetune.collage import encode_jpeg
         from faceqa.finetune.crop import NoFace
-        from faceqa.finetune.worker import FaceJobConfig, encode_jpeg
+        from faceqa.finetune.worker import FaceJobConfig
         from faceqa.images import BadImage
 
         try:

@@ -79,11 +79,6 @@ def encode_shard(table: Any) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def write_shard(rows: list[dict], path: Path) -> None:
-    """Rows to one Parquet file, atomically, with the Hugging Face features in its metadata."""
-    write_atomic(path, encode_shard(shard_table(rows)))
-
-
 @dataclass
 class Pending:
     """What the next commit holds: its encoded shard per split and the bookkeeping of every source row consumed."""

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from faceqa.assistant import Assistant, Conversation
+from faceqa.assistant.compose import joined
 from faceqa.assistant.plan import FaceRef, Plan
 from faceqa.assistant.router import route
 from faceqa.prompts import templates
@@ -155,11 +156,9 @@ class VLMAssistant(Assistant):
                  for part, answer in zip(plan.parts, embedded.result.parts, strict=True)]
         if parts == embedded.result.parts:
             return embedded
-        return embedded.model_copy(update={
-            "answer": "\n\n".join(p.answer for p in parts),
-            "reasoning": "\n\n".join(p.reasoning for p in parts if p.reasoning) or None,
-            "result": CompoundResult(parts=parts),
-        })
+        text, reasoning = joined(parts)
+        return embedded.model_copy(update={"answer": text, "reasoning": reasoning,
+                                           "result": CompoundResult(parts=parts)})
 
     def _reasoning(self, plan: Plan, embedded: Answer, reports: Sequence[ImageReport],
                    rgbs: Sequence[np.ndarray | None]) -> Answer:
