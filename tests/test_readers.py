@@ -226,7 +226,7 @@ def test_readers_stream(tmp_path):
 def test_built_dataset_single_face_rows_once_each(tmp_path):
     import io
 
-    pytest.importorskip("datasets")
+    pytest.importorskip("datasets", reason="the built-dataset reader needs the datasets extra (part of make test)")
     from faceqa.files import write_atomic
     from faceqa.finetune.store import encode_shard, shard_table
 
