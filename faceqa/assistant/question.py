@@ -11,6 +11,7 @@ reads as "the old one". The router turns a Question into a Plan.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from .plan import ATTRIBUTE_FIELDS
@@ -113,6 +114,13 @@ _BLANKED = ("same", "same_age", "count")
 # "i mean the one on the left": the opening of an answer to "which one do you mean?", read as no words at all.
 _ANSWERING = Gated(rf"^(?:no |sorry |oh )?(?:{alternatives(V.answering)})\b", tokens("i"))
 _YES_NO = re.compile(r"^(?:and |so |ok |then )?(?:is|are|does|do|did|can|could|was|were|has|have|will|would|am)\b")
+# "is person 1 older than 3?", "is 1 older than 3?": see `people_compared`.
+_NUMBERED_THAN = re.compile(
+    r"(?:(?P<named>\b(?:person|face|number)\s*+#?\s*+|#\s*+)|^(?:(?:and |so |ok |then )?(?:is|are|does|do|was|were) ))"
+    r"(?P<subject>\d+)(?P<comparison> (?:(?:is|does) )?(?:(?:look|looks|appear|appears|seem|seems)(?: to be)? )?"
+    r"(?:(?:a bit|much|slightly|a lot) )?(?:older|younger|elder)(?: or (?:older|younger))? than )"
+    r"(?P<other>\d+)\b(?! ?(?:years?|yrs?|y)\b|-year)"
+)
 # Words that carry no question of their own: a follow-up made only of these and referring words
 # ("and the one on the right?") continues the previous question.
 FILLER = tokens(
@@ -139,8 +147,24 @@ class Question:
         return cue in self.cues
 
 
-def read(text: str) -> Question:
-    """Read one normalised question."""
+def people_compared(text: str, face_ids: Collection[int]) -> str:
+    """ "is person 1 older than 3?" -> "is person 1 older than person 3?", when 3 names a face.
+
+    The rule: the number right after "older/younger/elder than" names a person, not years, when the subject of
+    the comparison is a face named by number ("person 1", "#1", or a bare number right after the opening verb,
+    "is 1 older than 3?", itself a face id) and the number is the id of a face in the chat's photos. So "older
+    than 30" with four faces, "older than 3 years" and "is the man older than 3?" stay years (an age asked about).
+    """
+    m = _NUMBERED_THAN.search(text)
+    if m is None or int(m["other"]) not in face_ids or not (m["named"] or int(m["subject"]) in face_ids):
+        return text
+    subject = m["subject"] if m["named"] else f"person {m['subject']}"
+    return f"{text[: m.start('subject')]}{subject}{m['comparison']}person {m['other']}{text[m.end():]}"
+
+
+def read(text: str, face_ids: Collection[int] = ()) -> Question:
+    """Read one normalised question; `face_ids`: the ids of the chat's faces (see `people_compared`)."""
+    text = people_compared(text, face_ids)
     t = Reading(text)
     t.take(_ANSWERING)
     split_at = t.first(_AGE_CHOICE)

@@ -119,7 +119,7 @@ def _worst(plans: list[Plan]) -> str:
 
 
 def _route_one(text: str, chat: Chat) -> Plan:
-    q = read(text)
+    q = read(text, {r.face for r in chat.faces})
     if chat.pending:
         chat = _after_question(q, chat)
     intent = _intent(q, chat)
