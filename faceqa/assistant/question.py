@@ -159,7 +159,7 @@ def people_compared(text: str, face_ids: Collection[int]) -> str:
     if m is None or int(m["other"]) not in face_ids or not (m["named"] or int(m["subject"]) in face_ids):
         return text
     subject = m["subject"] if m["named"] else f"person {m['subject']}"
-    return f"{text[: m.start('subject')]}{subject}{m['comparison']}person {m['other']}{text[m.end():]}"
+    return f"{text[: m.start('subject')]}{subject}{m['comparison']}person {m['other']}{text[m.end() :]}"
 
 
 def read(text: str, face_ids: Collection[int] = ()) -> Question:
