@@ -43,6 +43,7 @@ class Referent:
     everyone: bool = False
     others: bool = False  # "the others", "everyone else", "the rest"
     among: bool = False  # "which one", "of them", "the older one": within the faces last talked about, if several
+    both: bool = False  # "both", "the two" (no noun after it): two faces, the two just talked about (sets among)
     plural: bool = False
     adjacent: str | None = None  # "next", "left", "right" (of the anchor, in the image)
     anchor: Referent | None = None
@@ -211,8 +212,8 @@ RX = {
     "everyone": Gated(
         r"\b(everyone|everybody|every (?:person|face|one)|each (?:person|face|one|individual)|each of them"
         r"|all (?:of )?(?:them|these|those|the (?:people|persons|faces|men|women|individuals)|people|faces|persons)"
-        r"|all \d+|both(?: of them)?|the two)\b",
-        tokens("everyone everybody every each all both two"),
+        r"|all \d+|both(?: of them)?|the (?:two|2))\b",
+        tokens("everyone everybody every each all both two 2"),
     ),
     "plural": Gated(
         r"\b(people|persons|faces|men|women|guys|ladies|children|kids|individuals|ones|these|those)\b",
@@ -227,6 +228,8 @@ RX = {
     ),
 }
 _INDEX_MORE = re.compile(rf"^\s*+(?:(?:,|and|&|or|vs|versus|with)\s*+)?(?:(?:person|face|number)\s*+)?#?\s*+({_NUM})\b")
+# "how old are both?", "and the two?": the two faces just talked about, as "of them" says ("both men" need not be).
+_BOTH = re.compile(rf"(?:both|the (?:two|2))(?! (?:of )?(?:the )?{PERSON}\b)")
 _DECADES = {
     "teens": 10, "twenties": 20, "thirties": 30, "forties": 40, "fifties": 50, "sixties": 60, "seventies": 70,
     "eighties": 80, "nineties": 90,
@@ -315,11 +318,17 @@ def parse(text: str) -> Referent:
             _age_word(ref, word)
         ref.words.append(word)
         ref.plural |= word in V.plural_gender
+    everyone = t.take(RX["everyone"])  # before the pronoun it may hold ("all of them"), so all of it is read
     for m in t.take(RX["pronoun"], every=True):
         ref.pronoun = V.pronouns[m.group(1)]
         ref.words.append(m.group(1))
-    if t.take(RX["everyone"]):
+    for m in everyone:
         ref.everyone = True
+        ref.words.append(m.group())
+        if _BOTH.match(text, m.start()):
+            ref.both = ref.among = True
+        if pronoun := RX["pronoun"].rx.search(m.group()):
+            ref.pronoun = V.pronouns[pronoun.group(1)]
     ref.plural |= ref.everyone or ref.pronoun == "they" or bool(t.take(RX["plural"])) or len(ref.indexes) > 1
     ref.words.sort(key=text.find)
     return ref

@@ -120,8 +120,12 @@ def _worst(plans: list[Plan]) -> str:
 
 def _route_one(text: str, chat: Chat) -> Plan:
     q = read(text, {r.face for r in chat.faces})
+    fixed = None
     if chat.pending:
         chat = _after_question(q, chat)
+        if q.referent.both and len(chat.pending) != 2:  # "both", answering "which two of these four?"
+            why = f"you said both, but I asked about {len(chat.pending)} faces; say which two"
+            fixed = Grounding.fail("ambiguous", list(chat.pending), why)
     intent = _intent(q, chat)
     base = {"referent": " ".join(q.referent.words), "question": text, "named": tuple(q.attributes), "yes_no": q.yes_no}
     if intent in ("not_visible", "help"):
@@ -145,7 +149,7 @@ def _route_one(text: str, chat: Chat) -> Plan:
                 **base,
             )
         return _PLANNERS[intent](q, chat, base, grounded)
-    return _PLANNERS[intent](q, chat, base, None)
+    return _PLANNERS[intent](q, chat, base, fixed)
 
 
 def _after_question(q: Question, chat: Chat) -> Chat:
