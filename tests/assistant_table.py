@@ -231,7 +231,7 @@ def check_answer(answer, plan, case: dict, reports: list[ImageReport], race_said
                 inside = low <= face.age.years <= high
                 if plan.choice:
                     assert f"so {f'{low:.0f} or older' if inside else f'under {low:.0f}'}." in text, text
-                else:
+                elif len(plan.targets) == 1:
                     assert text.startswith("Yes:" if inside else "No:"), text
             if plan.choice:  # "is she happy or sad?": the label that applies, or neither of them; no Yes/No
                 for attribute, labels in plan.asked.items():
@@ -244,9 +244,15 @@ def check_answer(answer, plan, case: dict, reports: list[ImageReport], race_said
                     assert text.startswith(verdict)
         if plan.choice:
             assert not text.startswith(("Yes", "No")), text
-        elif plan.asked and len(plan.targets) > 1:  # one verdict for all of them first
-            every = all(getattr(faces[r], a).label in w for r in plan.targets for a, w in plan.asked.items())
-            assert text.startswith("Yes: all" if every else "No: "), text
+        elif (plan.asked or plan.ages) and len(plan.targets) > 1:  # one verdict for all of them first, with the count
+            low, high = plan.ages or (0.0, 1000.0)
+            fitting = sum(
+                all(getattr(faces[r], a).label in w for a, w in plan.asked.items())
+                and low <= faces[r].age.years <= high
+                for r in plan.targets
+            )
+            n = len(plan.targets)
+            assert text.startswith(f"Yes: all {n} " if fitting == n else f"No: {fitting} of {n} "), text
     elif plan.intent == "count":
         assert re.search(rf"\b{len(plan.targets)}\b", text)
         assert answer.result.count == len(plan.targets)
@@ -295,7 +301,10 @@ def check_answer(answer, plan, case: dict, reports: list[ImageReport], race_said
             # The plain sentence names the classifier's emotion; asked about another one, it starts with No.
             assert f"looks {display('emotion', label)}" in text
             asked = plan.asked.get("emotion")
-            if asked and label not in asked:
+            if asked and plan.choice:  # "why is she happy or sad?": which of them, or neither; no Yes/No
+                said = f"looks {display('emotion', label)}, {'not' if label in asked else 'neither'} "
+                assert said in text and not text.startswith(("Yes", "No")), text
+            elif asked and label not in asked:
                 assert text.startswith("No:")
 
 

@@ -335,10 +335,12 @@ class Composer:
                     if (value := getattr(face, a)) is not None and value.label not in want
                 )
             lines.append(f"{subject} {'; '.join(phrases)}.")
-        if plan.asked and len(refs) > 1 and not plan.choice:  # "is everyone happy?": one verdict first, then each
-            fitting = sum(all(_verdict(self.faces[r], a, w) == "Yes:" for a, w in plan.asked.items()) for r in refs)
+        if (plan.asked or plan.ages) and len(refs) > 1 and not plan.choice:
+            # "is everyone happy?", "are they over 40?": one verdict first ("No: 3 of 4 appear 40 or older."), then each
+            fitting = sum(_fits(self.faces[r], plan) for r in refs)
             said = " and ".join(
-                f"{'look' if a == 'emotion' else 'appear'} {either(a, w)}" for a, w in plan.asked.items()
+                [f"{'look' if a == 'emotion' else 'appear'} {either(a, w)}" for a, w in plan.asked.items()]
+                + ([f"appear {age_range(plan.ages)}"] if plan.ages else [])
             )
             head = f"Yes: all {len(refs)} {said}." if fitting == len(refs) else f"No: {fitting} of {len(refs)} {said}."
             lines.insert(0, head)
@@ -573,7 +575,10 @@ class Composer:
         shown = display("emotion", e.label)
         asked = plan.asked.get("emotion")
         lead = ""
-        if asked and e.label not in asked:
+        if asked and plan.choice:  # "why is she happy or sad?": which of them, or neither, then the reasoning
+            lead = f"{subject} looks {shown}{_chosen(face, 'emotion', asked)}. "
+            subject = "The face"
+        elif asked and e.label not in asked:
             lead = f"No: {subject[0].lower()}{subject[1:]} doesn't look {either('emotion', asked)} to the model. "
             subject = "The face"
         elif asked and plan.yes_no:
@@ -632,6 +637,14 @@ def _verdict(face: FaceReport, attribute: str, wanted: Sequence[str]) -> str:
     if value is None:
         return ""
     return "Yes:" if value.label in wanted else "No:"
+
+
+def _fits(face: FaceReport, plan: Plan) -> bool:
+    """Whether a face is what a yes/no question asks of it: every label asked, and the age range asked, if any."""
+    if not all(_verdict(face, a, w) == "Yes:" for a, w in plan.asked.items()):
+        return False
+    age = years(face)
+    return plan.ages is None or (age is not None and plan.ages[0] <= age <= plan.ages[1])
 
 
 def _chosen(face: FaceReport, attribute: str, offered: Sequence[str]) -> str:

@@ -260,7 +260,10 @@ def _plan_attribute(q: Question, chat: Chat, base: dict, fixed: Grounding | None
 def _plan_reasoning(q: Question, chat: Chat, base: dict, fixed: Grounding | None) -> Plan:
     g = fixed or _with_focus(q.referent, chat, singular=not q.referent.plural)
     asked = {"emotion": q.asked["emotion"]} if "emotion" in q.asked else {}
-    return _finish(Plan(intent="reasoning", attributes=("emotion",), asked=asked, **base), g)
+    # "why is she happy or sad?" asks which of them (or neither) and why: no Yes/No
+    choice = q.choice and "emotion" in asked
+    base = {**base, "yes_no": q.yes_no and not choice}
+    return _finish(Plan(intent="reasoning", attributes=("emotion",), asked=asked, choice=choice, **base), g)
 
 
 def _plan_describe(q: Question, chat: Chat, base: dict, fixed: Grounding | None) -> Plan:
