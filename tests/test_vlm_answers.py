@@ -122,6 +122,16 @@ def test_a_compound_question_asks_the_vlm_only_its_own_open_part(ask, group_repo
     assert answer.answer == f"{count.answer}\n\n{seen.answer}"
 
 
+def test_a_compound_answer_highlights_the_faces_of_every_part_in_order_each_once(ask, group_report):
+    """The age part is about person 3; the VLM's open part is about everyone on the photo: all are highlighted."""
+    answer, _ = ask("How old is person 3, and is anyone wearing glasses?")
+    age, seen = answer.result.parts
+    assert age.faces == [3] and seen.task == "open_question" and seen.faces == [1, 2, 3, 4]
+    assert answer.faces == [3, 1, 2, 4]
+    boxes = {face.id: face.box for face in group_report.faces}
+    assert answer.boxes == [boxes[i] for i in answer.faces] and seen.boxes == [boxes[i] for i in seen.faces]
+
+
 def test_a_declined_question_never_reaches_the_model(ask):
     answer, received = ask("Is person 1 a criminal?")
     assert answer.task == "refuse" and received == []

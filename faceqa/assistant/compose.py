@@ -102,6 +102,13 @@ def joined(parts: Sequence[Answer]) -> tuple[str, str | None]:
     return "\n\n".join(p.answer for p in parts), "\n\n".join(p.reasoning for p in parts if p.reasoning) or None
 
 
+def shown(parts: Sequence[Answer]) -> tuple[list[int], list[tuple[int, int, int, int]]]:
+    """A compound answer's faces and boxes: its parts' in order, each face once (a face is its id and its box,
+    so person 1 of photo 2 is not person 1 of photo 1)."""
+    pairs = list(dict.fromkeys(pair for p in parts for pair in zip(p.faces, p.boxes, strict=True)))
+    return [face for face, _ in pairs], [box for _, box in pairs]
+
+
 @dataclass
 class Written:
     """What a writer returns: the text, the faces it is about, the typed result, optional detail."""

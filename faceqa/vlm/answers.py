@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from faceqa.assistant import Assistant, Conversation
-from faceqa.assistant.compose import joined
+from faceqa.assistant.compose import joined, shown
 from faceqa.assistant.plan import FaceRef, Plan
 from faceqa.assistant.router import route
 from faceqa.prompts import templates
@@ -157,7 +157,8 @@ class VLMAssistant(Assistant):
         if parts == embedded.result.parts:
             return embedded
         text, reasoning = joined(parts)
-        return embedded.model_copy(update={"answer": text, "reasoning": reasoning,
+        faces, boxes = shown(parts)  # an open part the VLM answered adds the faces it is about
+        return embedded.model_copy(update={"answer": text, "reasoning": reasoning, "faces": faces, "boxes": boxes,
                                            "result": CompoundResult(parts=parts)})
 
     def _reasoning(self, plan: Plan, embedded: Answer, reports: Sequence[ImageReport],
@@ -189,8 +190,9 @@ class VLMAssistant(Assistant):
             text = self.vlm.generate([marked_photo(rgb, report)], _messages(prompt, self.style),
                                      GenerationParams(max_tokens=self.open_tokens)).strip()
             texts.append(text if len(reports) == 1 else f"Photo {index}: {text}")
+        faces = list(reports[0].faces) if len(reports) == 1 else []
         return Answer(answer=OPEN_PREFIX + "\n".join(texts), task="open_question",
-                      faces=[f.id for f in reports[0].faces] if len(reports) == 1 else [], status="ok")
+                      faces=[f.id for f in faces], boxes=[f.box for f in faces], status="ok")
 
 
 def _face(reports: Sequence[ImageReport], ref: FaceRef) -> FaceReport | None:
