@@ -61,8 +61,9 @@ class JSONHandler(BaseHTTPRequestHandler):
 
 
 class StandIn:
-    def __init__(self, answer: Answer, delay: float = 0.0):
+    def __init__(self, answer: Answer, delay: float = 0.0, root: str | None = None):
         self.answer, self.delay = answer, delay
+        self.root = root  # the folder /v1/models names for the model, as vLLM names a LoRA adapter's
         self.hits: Counter = Counter()  # (image sha256, prompt) -> requests
         self.received: list[dict] = []  # every request body, in arrival order (what the model was sent)
         self._lock = threading.Lock()
@@ -96,7 +97,8 @@ class StandIn:
                         hits = [[digest, prompt, n] for (digest, prompt), n in standin.hits.items()]
                     self._send(200, {"hits": hits})
                 elif self.path.rstrip("/").endswith("/models"):
-                    self._send(200, {"object": "list", "data": [{"id": "standin", "object": "model"}]})
+                    entry = {"id": "standin", "object": "model"} | ({"root": standin.root} if standin.root else {})
+                    self._send(200, {"object": "list", "data": [entry]})
                 else:
                     self._send(404, {"error": {"message": "not found"}})
 

@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import typer
 from eval_standin import StandIn, image_digest
@@ -18,7 +19,10 @@ from typer.testing import CliRunner
 
 from faceqa.datasets.readers import read_dataset
 from faceqa.eval.cli import _eval_crop, app
+from faceqa.eval.predictor import ModelImage
+from faceqa.finetune.build import BuildConfig, Source, run_build
 from faceqa.finetune.crop import CropConfig
+from faceqa.finetune.train import FinetuneConfig, recipe
 from faceqa.finetune.worker import Face, FaceJob, FaceJobConfig
 from faceqa.vlm.recipe import Recipe
 
@@ -56,7 +60,8 @@ def test_a_vlm_is_shown_exactly_the_crop_the_dataset_builder_cuts(tmp_path):
         report = _run(dataset, tmp_path / "cropped", server.base_url, "--crop", "detect")
         sent = {digest for digest, _ in server.hits}
         assert sent == set(built.values())  # the builder's bytes, nothing else; the broken file is never sent
-        assert report["model"]["face_crop"].endswith("(detect, margin 0.25, 224 px)")  # no recipe: the defaults
+        assert report["model"]["face_crop"].endswith(  # no recipe: the defaults, and the card says so
+            "(detect, margin 0.25, 224 px, JPEG quality 95, the builder's default: no recipe recorded one)")
         assert report["unusable_inputs"]["count"] == 1  # the broken file: recorded once, never sent
 
     with StandIn(lambda image, prompt: "male") as server:
@@ -75,3 +80,25 @@ def test_auto_takes_the_crop_from_the_adapters_recipe_and_defaults_to_the_images
         _eval_crop("squash", recipe, engine=False)
     with pytest.raises(typer.BadParameter, match="embedded engine"):
         _eval_crop("detect", None, engine=True)
+
+
+def test_auto_sends_the_training_rows_jpeg_bytes_at_the_quality_the_build_recorded(tmp_path):
+    dataset = _folder(tmp_path / "faces")
+    job = FaceJobConfig(crop=CropConfig(mode="detect", margin=0.3, size=96), tasks=("attribute",), jpeg_quality=60)
+    assert job.jpeg_quality != FaceJobConfig().jpeg_quality
+    built = tmp_path / "built"
+    run_build([Source.parse(f"imagefolder={dataset},attribute=gender")], built,
+              BuildConfig(job=job, dedup_distance=-1, composite_every=0), progress=False)
+    rows = {image_digest(image["bytes"]) for shard in built.glob("*/shard-*.parquet")
+            for image in pq.read_table(shard, columns=["image"]).column("image").to_pylist()}
+    assert len(rows) == 2  # the two faces; the broken file made no row
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    recipe(FinetuneConfig(model="/m", dataset=str(built), output_dir=str(tmp_path)), "paligemma").save(adapter)
+
+    with StandIn(lambda image, prompt: "male", root=str(adapter)) as server:  # found as vLLM lists a LoRA
+        report = _run(dataset, tmp_path / "auto", server.base_url)  # --crop auto, the default
+        assert {digest for digest, _ in server.hits} == rows  # the training rows' bytes exactly
+    assert report["model"]["face_crop"].endswith("(detect, margin 0.3, 96 px, JPEG quality 60)")
+    older = ModelImage(CropConfig(mode="detect"), None)  # a recipe from before builds recorded their quality
+    assert older.describe().endswith("JPEG quality 95, the builder's default: no recipe recorded one)")

@@ -180,7 +180,7 @@ def test_training_records_its_recipe_lengths_and_an_absolute_base(tiny, dataset,
     base = str(tiny["paligemma"].resolve())
     assert Recipe.load(adapter) == Recipe(base_model=base, architecture="paligemma", prompt_style="paligemma",
                                           prefix_attention="causal", image_size=32, crop_margin=0.25,
-                                          crop_mode="trust")
+                                          crop_mode="trust", jpeg_quality=95)
     assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == base
     tokens = record["lengths"]["tokens"]
     assert {"age_group", "gender", "race"} <= set(tokens)

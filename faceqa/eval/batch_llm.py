@@ -46,10 +46,11 @@ class BatchSettings:
     max_lora_rank: int = 16
     engine_kwargs: dict[str, Any] = field(default_factory=dict)  # anything else vLLM takes
     crop: CropConfig | None = None  # the face crop the adapter was trained on (None: the dataset's images as they are)
+    jpeg_quality: int | None = None  # the build's JPEG quality of those crops (its recipe's; None: the default)
 
     @property
     def cache_name(self) -> str:
-        return cache_name(self.name, self.style, ModelImage(self.crop))
+        return cache_name(self.name, self.style, ModelImage(self.crop, self.jpeg_quality))
 
 
 def processor_config(settings: BatchSettings) -> Any:
@@ -75,7 +76,7 @@ class Request:
         self.prompts = prompts(settings.style)
         self.params = {"temperature": 0.0, "max_tokens": settings.max_tokens}
         self.lora = settings.lora
-        self.image = ModelImage(settings.crop)
+        self.image = ModelImage(settings.crop, settings.jpeg_quality)
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         record = FaceRecord(Path(row["path"]), row["image"], "", None, {}, data=row["data"],

@@ -80,7 +80,8 @@ def _check_choice(engine: bool, endpoint: str | None, model: str | None, transfo
 
 
 def _predictor(engine: bool, endpoint: str | None, model: str | None, api_key: str, transformers: Path | None,
-               adapter: Path | None, style: str, max_tokens: int, crop: CropConfig | None = None) -> Predictor:
+               adapter: Path | None, style: str, max_tokens: int, crop: CropConfig | None = None,
+               jpeg_quality: int | None = None) -> Predictor:
     """The chosen model as a predictor; with --ray, each actor calls this to build its own."""
     _check_choice(engine, endpoint, model, transformers)
     if transformers:
@@ -89,7 +90,7 @@ def _predictor(engine: bool, endpoint: str | None, model: str | None, api_key: s
 
         name = f"transformers:{transformers.resolve().name}" + (f"+{adapter.resolve().name}" if adapter else "")
         return VLMBackendPredictor(TransformersBackend(transformers, adapter=adapter), name, style, max_tokens,
-                                   image=ModelImage(crop))
+                                   image=ModelImage(crop, jpeg_quality))
     if engine:
         from faceqa.eval.engine_predictor import EngineVsLabels
 
@@ -98,7 +99,7 @@ def _predictor(engine: bool, endpoint: str | None, model: str | None, api_key: s
 
     assert endpoint and model  # _check_choice
     return OpenAIEndpointPredictor(endpoint, model, api_key=api_key, style=style, max_tokens=max_tokens,
-                                   image=ModelImage(crop))
+                                   image=ModelImage(crop, jpeg_quality))
 
 
 def _eval_crop(crop: str, recipe: Recipe | None, engine: bool) -> CropConfig | None:
@@ -216,13 +217,15 @@ def run(
     skills = cli_runs.skills_requested(config.tasks, format)  # a bad mix of tasks fails before any call
     recipe: dict[str, str] = {}
     face_crop: CropConfig | None = None
+    quality: int | None = None  # the build's JPEG quality, from the recipe
     try:
         if not facexbench:
             prompt_style, recipe, trained = _model_recipe(engine, endpoint, model, api_key, transformers, adapter,
                                                           prompt_style, max_tokens)
             face_crop = _eval_crop(crop, trained, engine)
+            quality = trained.jpeg_quality if trained is not None else None
             if not engine:
-                recipe["face_crop"] = ModelImage(face_crop).describe()
+                recipe["face_crop"] = ModelImage(face_crop, quality).describe()
     except ValueError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from None
@@ -232,7 +235,7 @@ def run(
         cli_runs.run_skills(dataset, out, config, endpoint, model, api_key, prompt_style, max_tokens, split, cache)
         return
     factory = partial(_predictor, engine, endpoint, model, api_key, transformers, adapter, prompt_style, max_tokens,
-                      face_crop)
+                      face_crop, quality)
     try:
         if facexbench:
             if ray:

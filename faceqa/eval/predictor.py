@@ -58,16 +58,26 @@ class ModelImage:
     """What a VLM is shown of an item: the dataset's image as it is, or the face crop its adapter was trained on.
 
     With a crop, the item goes through the dataset builder's own steps (`FaceCropper.of_record`,
-    then `encode_jpeg` at the builder's quality): the labelled face found (or taken from the
-    dataset's box, or the image trusted as a crop), cut with the recipe's margin and size, so a
-    model is scored on pictures like the ones it learned from. An image with no face to cut is
-    an unusable input, recorded once. The evaluator's threads take turns at the detector (its
-    OpenCV network is not safe to share) while their endpoint calls overlap.
+    then `encode_jpeg`): the labelled face found (or taken from the dataset's box, or the image
+    trusted as a crop), cut with the recipe's margin and size and encoded at the JPEG quality the
+    build recorded, so a model is scored on the very bytes a training row holds. A build that
+    recorded no quality (an older one) gets the builder's default, and `describe` says so. An
+    image with no face to cut is an unusable input, recorded once. The evaluator's threads take
+    turns at the detector (its OpenCV network is not safe to share) while their endpoint calls
+    overlap.
     """
 
-    def __init__(self, crop: CropConfig | None = None):
+    def __init__(self, crop: CropConfig | None = None, jpeg_quality: int | None = None):
         self.crop = crop
+        self.recorded_quality = jpeg_quality  # the build's, from the adapter's recipe; None: not recorded
         self._lock = threading.Lock()
+
+    @property
+    def jpeg_quality(self) -> int:
+        """The quality crops are encoded at: the build's, else the builder's default."""
+        from faceqa.finetune.worker import FaceJobConfig
+
+        return self.recorded_quality if self.recorded_quality is not None else FaceJobConfig().jpeg_quality
 
     @cached_property
     def _cropper(self):
@@ -78,21 +88,24 @@ class ModelImage:
 
     def tag(self) -> str:
         """How the images differ from the dataset's, for cache names and the card ("" when they do not)."""
-        return "" if self.crop is None else f"crop={self.crop.mode},{self.crop.margin:g},{self.crop.size}"
+        if self.crop is None:
+            return ""
+        return f"crop={self.crop.mode},{self.crop.margin:g},{self.crop.size},q{self.jpeg_quality}"
 
     def describe(self) -> str:
         """For the model card."""
         if self.crop is None:
             return "the dataset's images as they are"
+        quality = (f"JPEG quality {self.jpeg_quality}" if self.recorded_quality is not None else
+                   f"JPEG quality {self.jpeg_quality}, the builder's default: no recipe recorded one")
         return (f"face crops cut as the dataset builder cuts them ({self.crop.mode}, margin {self.crop.margin:g}, "
-                f"{self.crop.size} px)")
+                f"{self.crop.size} px, {quality})")
 
     def __call__(self, item: FaceRecord) -> bytes:
         if self.crop is None:
             return encoded_image(item)
         from faceqa.finetune.collage import encode_jpeg
         from faceqa.finetune.crop import NoFace
-        from faceqa.finetune.worker import FaceJobConfig
         from faceqa.images import BadImage
 
         try:
@@ -100,7 +113,7 @@ class ModelImage:
                 crop = self._cropper.of_record(item)
         except (BadImage, NoFace) as error:
             raise UnusableInput(f"{item.key}: {error}") from None
-        return encode_jpeg(crop.rgb, FaceJobConfig().jpeg_quality)
+        return encode_jpeg(crop.rgb, self.jpeg_quality)
 
 
 @dataclass(frozen=True)

@@ -274,14 +274,16 @@ def measure_lengths(config: FinetuneConfig, arch: str, processor, train) -> dict
 
 
 def recipe(config: FinetuneConfig, arch: str) -> Recipe:
-    """What serving must repeat: the base, the prompt style, the prefix mask and the dataset's crop."""
-    crop: dict[str, Any] = {}
+    """What serving must repeat: the base, the prompt style, the prefix mask, the dataset's crop and JPEG quality."""
+    job: dict[str, Any] = {}
     settings = Path(config.dataset) / SETTINGS
     if settings.is_file():
-        crop = json.loads(settings.read_text()).get("config", {}).get("job", {}).get("crop", {})
+        job = json.loads(settings.read_text()).get("config", {}).get("job", {})
+    crop = job.get("crop", {})
     return Recipe(base_model=config.model, architecture=arch, prompt_style=style_of_architecture(arch),
                   prefix_attention=config.prefix_attention if arch == "paligemma" else None,
-                  image_size=crop.get("size"), crop_margin=crop.get("margin"), crop_mode=crop.get("mode"))
+                  image_size=crop.get("size"), crop_margin=crop.get("margin"), crop_mode=crop.get("mode"),
+                  jpeg_quality=job.get("jpeg_quality"))
 
 
 def run_finetune(config: FinetuneConfig) -> dict[str, Any]:

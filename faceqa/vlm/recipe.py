@@ -43,6 +43,7 @@ class Recipe:
     image_size: int | None  # side of the face crops it was trained on
     crop_margin: float | None
     crop_mode: str | None = None  # the build's `--crop`: "detect" (faces found and cut) or "trust" (images as crops)
+    jpeg_quality: int | None = None  # the build's JPEG quality of its face crops (None: the build recorded none)
 
     def __post_init__(self) -> None:
         if self.prompt_style not in PROMPT_STYLES:
