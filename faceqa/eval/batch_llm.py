@@ -11,14 +11,25 @@ and reports them like any other run, and a rerun skips what is cached. Lines are
 written as rows come back; rows still inside the engine when the driver stops are
 asked again (batch-granular resumption, unlike the call-granular runner).
 
+One bad image never sinks a batch. A map that raises fails the whole Ray Data job, so
+the request step (`Request`, a flat_map on `croppers` actors, each loading the face
+detector once) turns an image with no face, or none at all, into no request: the row
+goes to a small actor the driver drains (`Unusable`), and is cached as the runner
+caches an `UnusableInput` (`error_kind: unusable`, never asked again). A row vLLM
+fails (`should_continue_on_error`; Ray hands such rows back past the postprocess, as
+the request with its image) is cached as the runner caches an input's own error
+(`error_kind: failed`, asked again with `retry_failed`), without the request.
+
 On the GPU machines: `pip install 'ray[llm]==2.60.0'` (it brings its own vLLM). The
 model folder (and LoRA adapter) must be readable on every node. Not run here (no GPU):
-the tests build and validate the processor and run its pre- and post-processing.
+the tests build and validate the processor, and run the Ray Data path around it with a
+stand-in where the vLLM engine goes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +38,12 @@ from faceqa.cluster import RaySettings, connect
 from faceqa.datasets.readers import FaceRecord
 from faceqa.eval.cache import PredictionCache
 from faceqa.eval.openai_predictor import cache_name, with_image
-from faceqa.eval.predictor import ModelImage, answered, prompts
+from faceqa.eval.predictor import ModelImage, UnusableInput, answered, prompts
+from faceqa.eval.runner import MAX_EXAMPLES, RunStats, to_ask
 from faceqa.finetune.crop import CropConfig
 from faceqa.vlm.endpoint import file_data_url
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,7 @@ class BatchSettings:
     engine_kwargs: dict[str, Any] = field(default_factory=dict)  # anything else vLLM takes
     crop: CropConfig | None = None  # the face crop the adapter was trained on (None: the dataset's images as they are)
     jpeg_quality: int | None = None  # the build's JPEG quality of those crops (its recipe's; None: the default)
+    croppers: int = 2  # Ray Data actors making the requests (cutting the crops)
 
     @property
     def cache_name(self) -> str:
@@ -69,22 +84,48 @@ def processor_config(settings: BatchSettings) -> Any:
     )
 
 
-class Request:
-    """Pre-processing (a Ray Data map): a (path, task) row to the chat request vLLM's stages read."""
+class Unusable:
+    """A Ray actor holding the rows whose image could not be used, until the driver drains them."""
 
-    def __init__(self, settings: BatchSettings):
+    def __init__(self) -> None:
+        self.rows: list[dict[str, str]] = []
+
+    def add(self, row: dict[str, str]) -> None:
+        self.rows.append(row)
+
+    def drain(self) -> list[dict[str, str]]:
+        rows, self.rows = self.rows, []
+        return rows
+
+
+class Request:
+    """Pre-processing (a Ray Data flat_map): a (path, task) row to the chat request vLLM's stages read.
+
+    An unusable image makes no request: its row goes to `unusable` (an `Unusable` actor) with
+    the reason, so the batch goes on without it.
+    """
+
+    def __init__(self, settings: BatchSettings, unusable: Any = None):
         self.prompts = prompts(settings.style)
         self.params = {"temperature": 0.0, "max_tokens": settings.max_tokens}
         self.lora = settings.lora
         self.image = ModelImage(settings.crop, settings.jpeg_quality)
+        self.unusable = unusable
 
-    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         record = FaceRecord(Path(row["path"]), row["image"], "", None, {}, data=row["data"],
                             box=tuple(row["box"]) if row.get("box") is not None else None)
-        url = file_data_url(self.image(record), row["path"])
+        try:
+            url = file_data_url(self.image(record), row["path"])
+        except UnusableInput as error:
+            # Waited for, so the driver's drain after the run sees it (bad images are few).
+            import ray
+
+            ray.get(self.unusable.add.remote({"image": row["image"], "task": row["task"], "error": str(error)}))
+            return []
         request = {"image": row["image"], "task": row["task"], "sampling_params": self.params,
                    "messages": with_image(self.prompts[row["task"]], url)}
-        return request | ({"model": self.lora} if self.lora else {})
+        return [request | ({"model": self.lora} if self.lora else {})]
 
 
 class Answer:
@@ -95,34 +136,63 @@ class Answer:
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         entry = {"image": row["image"], "task": row["task"], "model": self.name}
-        if row.get("__inference_error__"):
-            return {**entry, "label": None, "latency": None, "text": None, "years": None,
-                    "reason": f"inference error: {row['__inference_error__']}"}
         prediction = answered(row["task"], row.get("generated_text") or "", latency=0.0).to_dict()
         return {**entry, **prediction, "latency": None}  # batched: no per-request latency
 
 
+def cache_line(row: dict[str, Any], name: str) -> dict[str, Any]:
+    """A processor's output row as its cache line: Answer's, or the row vLLM failed (never its request or image)."""
+    error = row.pop("__inference_error__", "")
+    if not error:
+        return row
+    return {"image": row["image"], "task": row["task"], "model": name, "error": f"inference error: {error}",
+            "error_kind": "failed"}
+
+
 def build(settings: BatchSettings) -> Any:
-    """The `ray.data.llm` processor: call it on a Dataset of (image key, task, path, data) rows."""
+    """The `ray.data.llm` processor: call it on a Dataset of `Request`s."""
     from ray.data.llm import build_processor
 
-    return build_processor(processor_config(settings), preprocess=Request(settings), postprocess=Answer(settings))
+    return build_processor(processor_config(settings), postprocess=Answer(settings))
 
 
 def predict_into_cache(items: Iterable[FaceRecord], tasks: Sequence[str], settings: BatchSettings,
-                       cluster: RaySettings, cache: PredictionCache) -> int:
-    """Ask every uncached (item, task) in batches on the cluster's GPUs; returns how many lines were written."""
+                       cluster: RaySettings, cache: PredictionCache, retry_failed: bool = False,
+                       processor: Callable[[BatchSettings], Any] = build) -> RunStats:
+    """Ask every uncached (item, task) in batches on the cluster's GPUs, caching each answer or error.
+
+    `processor` makes the Dataset-to-Dataset step (tests put a stand-in for the vLLM engine there).
+    """
     ray = connect(cluster)
+    stats = RunStats()
     unique: dict[str, FaceRecord] = {}
     for item in items:
         unique.setdefault(item.key, item)  # a row listed twice is asked once
+    jobs = [(item, task) for item in unique.values() for task in tasks if task in item.labels]
     rows = [{"image": item.key, "task": task, "path": str(item.image), "data": item.data, "box": item.box}
-            for item in unique.values() for task in tasks
-            if task in item.labels and (item.key, task, settings.cache_name) not in cache]
+            for item, task in jobs if to_ask(cache.get(item.key, task, settings.cache_name), retry_failed)]
+    stats.jobs, stats.cached = len(jobs), len(jobs) - len(rows)
     if not rows:
-        return 0
-    written = 0
-    for entry in build(settings)(ray.data.from_items(rows)).iter_rows():
-        cache.put(entry)
-        written += 1
-    return written
+        return stats
+    name = settings.cache_name
+    unusable = ray.remote(num_cpus=0)(Unusable).remote()
+    requests = ray.data.from_items(rows).flat_map(Request, fn_constructor_args=(settings, unusable),
+                                                  concurrency=settings.croppers)
+    try:
+        for row in processor(settings)(requests).iter_rows():
+            line = cache_line(dict(row), name)
+            cache.put(line)
+            stats.calls += "error" not in line
+            stats.errors += "error" in line
+            if "error" in line and len(stats.failures) < MAX_EXAMPLES:
+                stats.failures.append(f"{line['image']} [{line['task']}]: {line['error']}")
+    finally:  # also on Ctrl-C: what the croppers found unusable so far is kept
+        found = {(e["image"], e["task"]): e for e in ray.get(unusable.drain.remote())}  # a retried task adds again
+        for entry in found.values():
+            cache.put({**entry, "model": name, "error_kind": "unusable"})
+        stats.unusable = len(found)
+        ray.kill(unusable)
+    if stats.errors:
+        log.warning("%d rows failed in the engine, recorded as failed (retry_failed asks them again): %s",
+                    stats.errors, stats.failures)
+    return stats

@@ -79,7 +79,8 @@ def plan_jobs(items: Iterable[FaceRecord], tasks: Sequence[str], predictor: Pred
     return jobs
 
 
-def _to_do(entry: dict | None, retry_failed: bool) -> bool:
+def to_ask(entry: dict | None, retry_failed: bool) -> bool:
+    """Whether a job whose cache line is `entry` is asked (again): not cached, or failed and `retry_failed`."""
     return entry is None or (retry_failed and entry.get("error_kind") == "failed")
 
 
@@ -104,7 +105,7 @@ def run_predictions(items: Iterable[FaceRecord], tasks: Sequence[str], predictor
     started = time.perf_counter()
     jobs = plan_jobs(items, tasks, predictor, stats)
     stats.jobs = len(jobs)
-    todo = [(item, task) for item, task in jobs if _to_do(cache.get(item.key, task, predictor.name), retry_failed)]
+    todo = [(item, task) for item, task in jobs if to_ask(cache.get(item.key, task, predictor.name), retry_failed)]
     stats.cached = len(jobs) - len(todo)
     lock = threading.Lock()
     consecutive = 0
