@@ -153,13 +153,15 @@ def people_compared(text: str, face_ids: Collection[int]) -> str:
     The rule: the number right after "older/younger/elder than" names a person, not years, when the subject of
     the comparison is a face named by number ("person 1", "#1", or a bare number right after the opening verb,
     "is 1 older than 3?", itself a face id) and the number is the id of a face in the chat's photos. So "older
-    than 30" with four faces, "older than 3 years" and "is the man older than 3?" stay years (an age asked about).
+    than 30" with four faces, "older than 3 years" and "is the man older than 3?" stay years (an age asked about);
+    a bare subject that is a face id is that person either way ("is 1 older than 30?" asks person 1's age).
     """
     m = _NUMBERED_THAN.search(text)
-    if m is None or int(m["other"]) not in face_ids or not (m["named"] or int(m["subject"]) in face_ids):
+    if m is None or not (m["named"] or int(m["subject"]) in face_ids):
         return text
     subject = m["subject"] if m["named"] else f"person {m['subject']}"
-    return f"{text[: m.start('subject')]}{subject}{m['comparison']}person {m['other']}{text[m.end() :]}"
+    other = f"person {m['other']}" if int(m["other"]) in face_ids else m["other"]
+    return f"{text[: m.start('subject')]}{subject}{m['comparison']}{other}{text[m.end() :]}"
 
 
 def read(text: str, face_ids: Collection[int] = ()) -> Question:
