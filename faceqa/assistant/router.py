@@ -51,6 +51,7 @@ class Chat:
     n_images: int
     focus: list[FaceRef]
     pending: list[FaceRef]  # the faces the last answer asked the user to choose among
+    pending_question: str  # the question that answer was to, normalised
     last_intent: str | None
     last_attributes: tuple[str, ...]
     reports: Sequence[ImageReport]
@@ -74,6 +75,7 @@ def route(
         n_images=len(reports),
         focus=[r for r in (conversation.focus if conversation else []) if r in faces],
         pending=[r for r in (conversation.pending if conversation else []) if r in faces],
+        pending_question=conversation.pending_question if conversation else "",
         last_intent=conversation.last_intent if conversation else None,
         last_attributes=tuple(conversation.last_attributes) if conversation else (),
         reports=reports,
@@ -98,7 +100,7 @@ def route(
         plan = _route_one(part, chat)
         plans.append(plan)
         if plan.status == "ok" and plan.targets:
-            chat.focus, chat.pending = list(plan.targets), []
+            chat.focus, chat.pending, chat.pending_question = list(plan.targets), [], ""
         if plan.intent not in ("help", "refuse", "not_visible"):
             chat.last_intent, chat.last_attributes = plan.intent, plan.attributes
     # A part the rules cannot read beside parts they can ("... Options: Male, Female") is no question of its
@@ -119,10 +121,12 @@ def _worst(plans: list[Plan]) -> str:
 
 
 def _route_one(text: str, chat: Chat) -> Plan:
-    q = read(text, {r.face for r in chat.faces})
+    ids = {r.face for r in chat.faces}
+    q = read(text, ids)
     fixed = None
     if chat.pending:
         chat = _after_question(q, chat)
+        q = _still_asked(q, chat, ids)
         if q.referent.both and len(chat.pending) != 2:  # "both", answering "which two of these four?"
             why = f"you said both, but I asked about {len(chat.pending)} faces; say which two"
             fixed = Grounding.fail("ambiguous", list(chat.pending), why)
@@ -168,6 +172,17 @@ def _after_question(q: Question, chat: Chat) -> Chat:
     if bare and ref.selector and not (ref.indexes or ref.adjacent or ref.filters) and ref.image is None:
         return replace(chat, faces={r: chat.faces[r] for r in chat.pending})
     return chat
+
+
+def _still_asked(q: Question, chat: Chat, ids: set[int]) -> Question:
+    """A bare reply to "which one do you mean?" ("the one on the right", "both") still asks what was asked:
+    after "is she smiling?" it gets a Yes or No, after "why is she happy or sad?" which of them, after "is she
+    over 40?" which side. The attributes and the intent carry over as for any follow-up (`_intent`, `_attributes`)."""
+    bare = not (q.attributes or q.leftover or q.cues - {"followup"} or q.ages or q.referent.empty)
+    if not (bare and chat.pending_question):
+        return q
+    asked = read(chat.pending_question, ids)
+    return replace(q, asked=asked.asked, ages=asked.ages, choice=asked.choice, yes_no=asked.yes_no)
 
 
 def _intent(q: Question, chat: Chat) -> Intent:
