@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from faceqa.dev.synthetic import write_fairface_layout
-from faceqa.files import write_atomic
 from faceqa.finetune.build import BuildConfig, Source, run_build
 from faceqa.finetune.crop import CropConfig
 from faceqa.finetune.dedup import NearDuplicateIndex, dhash
@@ -167,9 +166,7 @@ def test_interrupted_build_resumes_without_duplicates_or_losses(fairface, tmp_pa
 
     def crash_on_third(self, pending):
         calls["n"] += 1
-        if calls["n"] == 3:  # the shard files land, then the process dies before the manifest line
-            for split, data in pending.files.items():
-                write_atomic(self.out / f"{split}/shard-{self.next_shard:05d}.parquet", data)
+        if calls["n"] == 3:  # the shard's files are written: the process dies before the manifest line
             raise KeyboardInterrupt
         return real_commit(self, pending)
 
@@ -262,6 +259,36 @@ def test_dhash_index_finds_near_duplicates_exactly():
     brute = NearDuplicateIndex(64, 3)
     brute.insert(base)
     assert brute.find(base ^ 0b111) == base and brute.find(base ^ 0b1111) is None
+
+
+def test_dhash_index_agrees_with_brute_force_in_small_and_large_buckets():
+    """Faces' hashes crowd a few band values: those are compared through numpy, the rest in Python; same answers."""
+    import random
+
+    from faceqa.finetune import dedup
+
+    rng = random.Random(0)
+    crowded = [rng.getrandbits(51) << 13 for _ in range(8)]  # many hashes share each of these low bands
+    values = [rng.choice(crowded) ^ (rng.getrandbits(64) & rng.getrandbits(64) & rng.getrandbits(64))
+              for _ in range(1500)] + [rng.getrandbits(64) for _ in range(500)]
+    for _ in range(1000):  # copies 3 to 6 bits away (near duplicates, or just not), from the crowd or not
+        copy = rng.choice(values)
+        for bit in rng.sample(range(64), rng.randint(3, 6)):
+            copy ^= 1 << bit
+        values.append(copy)
+    index, seen = dedup.NearDuplicateIndex(64, 4), []
+    for value in values:
+        expected = any((value ^ other).bit_count() <= 4 for other in seen)
+        found = index.find(value)
+        assert (found is not None) == expected
+        assert found is None or (found ^ value).bit_count() <= 4
+        if not expected:
+            index.insert(value)
+            seen.append(value)
+    assert max(len(b) for table in index._tables for b in table.values()) > dedup.VECTORIZED  # numpy was used
+    assert 100 < len(seen) < len(values) - 300  # many new, many near duplicates
+    with pytest.raises(ValueError, match="64 bits"):
+        dedup.NearDuplicateIndex(256, 4)
 
 
 def test_dataset_action_units_are_scaled_to_unit_range():

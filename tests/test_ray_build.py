@@ -59,6 +59,15 @@ def test_the_driver_of_a_ray_build_does_no_per_row_image_work(fairface, built, r
     assert _files(tmp_path / "ray") == _files(built[0])
 
 
+def test_actors_that_cannot_see_the_output_folder_stop_the_build_with_a_clear_error(ray_local, tmp_path):
+    """The actors write the shards: an output folder their node does not see is named before any work."""
+    from faceqa.finetune.ray_stages import RayStage
+    from faceqa.finetune.worker import FaceJobConfig
+
+    with pytest.raises(FileNotFoundError, match="not visible on .*storage every node mounts"):
+        RayStage(FaceJobConfig(), tmp_path / "elsewhere", ray_local)
+
+
 def test_an_interrupted_ray_build_resumes_without_duplicates_or_losses(fairface, built, ray_local, tmp_path,
                                                                       monkeypatch):
     sources = [Source.parse(f"fairface={fairface}")]

@@ -64,6 +64,21 @@ def test_fairface_layout(tmp_path):
     assert [r.key for r in read_fairface(tmp_path, splits=("val",))] == ["fairface:val/1.jpg"]
 
 
+def test_keys_name_where_a_row_really_points_through_symlinks_and_dot_dots(tmp_path):
+    """A key is the image's resolved path under the root: folders are resolved once, links still followed."""
+    root = tmp_path / "ff"
+    image(root / "train/1.jpg")
+    image(root / "shared/2.jpg")
+    (root / "train/2.jpg").symlink_to(root / "shared/2.jpg")  # a linked file: keyed where it lives
+    (root / "linked").symlink_to(root / "train", target_is_directory=True)  # a linked folder
+    table(root / "fairface_label_train.csv", ["file", "age", "gender", "race"], [
+        ["train/1.jpg", "20-29", "Male", "White"], ["train/2.jpg", "20-29", "Male", "White"],
+        ["linked/1.jpg", "20-29", "Male", "White"], ["shared/../train/1.jpg", "20-29", "Male", "White"],
+    ])
+    keys = [r.key for r in read_fairface(root, splits=("train",))]
+    assert keys == ["fairface:train/1.jpg", "fairface:shared/2.jpg", "fairface:train/1.jpg", "fairface:train/1.jpg"]
+
+
 def test_fairface_missing_column_is_a_clear_error(tmp_path):
     table(tmp_path / "fairface_label_val.csv", ["file", "age", "gender"], [["val/1.jpg", "0-2", "Female"]])
     with pytest.raises(ValueError, match="missing column"):

@@ -141,16 +141,23 @@ def _age_group(years: float) -> str:
 
 def _key(source: str, path: Path, root: Path) -> str:
     try:
-        relative = path.resolve().relative_to(_resolved(root))
+        relative = _real(path).relative_to(_resolved(root))
     except ValueError:
         relative = path
     return f"{source}:{relative.as_posix()}"
 
 
-@functools.lru_cache(maxsize=64)
-def _resolved(root: Path) -> Path:
-    """A dataset root, resolved once per read rather than once per row (it is the same for every row)."""
-    return root.resolve()
+def _real(path: Path) -> Path:
+    """`path.resolve()`, its folder resolved once per folder: a dataset has a few folders and many files."""
+    if path.name in ("", ".", "..") or path.is_symlink():
+        return path.resolve()
+    return _resolved(path.parent) / path.name
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolved(folder: Path) -> Path:
+    """A folder (a dataset root, or one of its image folders), resolved once per read rather than once per row."""
+    return folder.resolve()
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:

@@ -3,8 +3,9 @@
     readers (stream FaceRecords) -> batches of per-row work (read, decode, crop, hash, Q&A
       rows; worker.FaceStage), here or on Ray actors (`--ray`, ray_stages.py) -> this
       process, in input order: drop near duplicates, choose collages, plan each shard
-      -> the stage makes the shard (the kept rows, the collages' pictures, Parquet; rows.py)
-      -> commit shard + manifest line every `shard_size` source rows, in order (store.py)
+      -> the stage makes and writes the shard (the kept rows, the collages' pictures, Parquet
+      files; rows.py, store.write_shard) -> commit it with a manifest line every `shard_size`
+      source rows, in order (store.py)
 
 This process only decides: what must see every row in order (the near-duplicate index,
 who is in a collage, shard boundaries, commits) stays here; everything that costs CPU per
@@ -37,8 +38,8 @@ from faceqa.files import write_atomic
 
 from .dedup import NearDuplicateIndex
 from .lengths import target_chars
-from .rows import Collage, Person, Plan, Shard, Slice
-from .store import SETTINGS, SUMMARY, Manifest, Pending, dataset_card
+from .rows import Collage, Person, Plan, Slice
+from .store import SETTINGS, SUMMARY, Manifest, Pending, Written, dataset_card
 from .tasks import seed_of
 from .worker import Batch, FaceInfo, FaceJobConfig, FaceStage, Failure, chunks
 
@@ -114,7 +115,7 @@ def run_build(sources: Iterable[Source], out: str | Path, config: BuildConfig, o
     audit = LabelAudit()
     read: dict[str, int] = {}
     records = _fresh(sources, audit, done, read)
-    stage = _stage(config)
+    stage = _stage(config, out)
     try:
         builder = _ShardBuilder(config, manifest, index, stage)
         with tqdm(desc="faces", unit="row", disable=not progress, initial=len(done)) as bar:
@@ -186,30 +187,30 @@ def _fresh(sources: list[Source], audit: LabelAudit, done: set[str], read: dict[
             yield record
 
 
-def _stage(config: BuildConfig) -> Any:
+def _stage(config: BuildConfig, out: Path) -> Any:
     if config.ray is None:
-        return InProcess(config.job)
+        return InProcess(config.job, out)
     from .ray_stages import RayStage
 
-    return RayStage(config.job, config.ray)
+    return RayStage(config.job, out, config.ray)
 
 
 class InProcess:
     """The one-machine stage: one FaceStage in this process, its results ready at once (RayStage's interface)."""
 
-    def __init__(self, config: FaceJobConfig):
-        self.stage = FaceStage(config)
+    def __init__(self, config: FaceJobConfig, out: Path):
+        self.stage = FaceStage(config, out)
 
     def batches(self, records: Iterable[FaceRecord], size: int) -> Iterator[Batch]:
         return map(self.stage.faces, chunks(records, size))
 
-    def shard(self, number: int, plan: Plan, objects: list[Any]) -> Shard:
-        return self.stage.shard(plan, *objects)
+    def shard(self, number: int, plan: Plan, objects: list[Any]) -> Written:
+        return self.stage.shard(number, plan, *objects)
 
-    def ready(self, handle: Shard) -> bool:
+    def ready(self, handle: Written) -> bool:
         return True
 
-    def get(self, handle: Shard) -> Shard:
+    def get(self, handle: Written) -> Written:
         return handle
 
     def close(self) -> None:
@@ -220,8 +221,8 @@ class _ShardBuilder:
     """Turns the stage's batches into the plans of shards, in input order, and commits them in order.
 
     The driver decides and counts; the stage makes the rows: a plan names the kept faces'
-    rows (slices of their batches' tables) and the collages chosen, and the stage turns it
-    into Parquet while the driver goes on. At most IN_FLIGHT shards are being made at once.
+    rows (slices of their batches' tables) and the collages chosen, and the stage writes it
+    as Parquet while the driver goes on. At most IN_FLIGHT shards are being made at once.
     """
 
     IN_FLIGHT = 2
@@ -325,6 +326,5 @@ class _ShardBuilder:
 
     def _commit_oldest(self) -> None:
         pending, handle = self.in_flight.popleft()
-        shard = self.stage.get(handle)
-        pending.files, pending.rows, pending.tasks = shard.files, shard.rows, shard.tasks
+        pending.written = self.stage.get(handle)
         self.manifest.commit(pending)

@@ -1,24 +1,23 @@
-"""A build's rows, made where the pixels are: a face's rows, a collage's rows, a shard from the driver's plan.
+"""A build's rows, made where the pixels are: a face's rows, a collage's rows, a shard's tables from the driver's plan.
 
 The driver decides (which faces are kept, who is in which collage, what goes in which
 shard) and sends a `Plan`; a `FaceStage` (worker.py), in this process or on a Ray
 actor, does the work: slices the kept faces' rows out of their batches' tables, composes
-and encodes the collages, and encodes each split's shard as Parquet. A plan refers to
+and encodes the collages, and (store.write_shard) writes each split's shard as Parquet. A plan refers to
 the batches' tables and crops by position in a list of objects passed beside it, so on
 Ray they go from actor to actor through the object store and never through the driver.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .collage import collage, encode_jpeg, tile_boxes
-from .store import encode_shard, shard_table
+from .store import shard_table
 from .tasks import ATTRIBUTES, Sample, composite_samples, marks_samples
 
 if TYPE_CHECKING:
@@ -55,15 +54,6 @@ class Collage:
 
 
 Plan = dict[str, list[Slice | Collage]]  # split -> its rows in order
-
-
-@dataclass
-class Shard:
-    """One commit's files: Parquet bytes and row counts per split, rows per "split|task"."""
-
-    files: dict[str, bytes] = field(default_factory=dict)
-    rows: dict[str, int] = field(default_factory=dict)
-    tasks: Counter = field(default_factory=Counter)
 
 
 def row(row_id: str, jpeg: bytes, sample: Sample, faces: list[dict[str, Any]]) -> dict[str, Any]:
@@ -111,21 +101,18 @@ def collage_rows(spec: Collage, crops: Sequence[bytes], config: FaceJobConfig) -
     return rows
 
 
-def assemble(plan: Plan, objects: Sequence[Any], config: FaceJobConfig) -> Shard:
-    """The shard `plan` describes, each split's rows in the plan's order, encoded."""
+def assemble(plan: Plan, objects: Sequence[Any], config: FaceJobConfig) -> dict[str, Any]:
+    """The tables (pyarrow) of the shard `plan` describes: per split, its rows in the plan's order."""
     import pyarrow as pa
 
-    shard = Shard()
+    tables = {}
     for split, parts in plan.items():
-        tables = []
+        pieces = []
         for part in parts:
             if isinstance(part, Slice):
-                tables.append(objects[part.table].slice(part.start, part.stop - part.start))
+                pieces.append(objects[part.table].slice(part.start, part.stop - part.start))
             else:
                 crops = [objects[p.crops][p.index] for p in part.people]
-                tables.append(shard_table(collage_rows(part, crops, config)))
-        table = pa.concat_tables(tables) if tables else shard_table([])
-        if table.num_rows:
-            shard.files[split], shard.rows[split] = encode_shard(table), table.num_rows
-            shard.tasks.update(f"{split}|{task}" for task in table.column("task").to_pylist())
-    return shard
+                pieces.append(shard_table(collage_rows(part, crops, config)))
+        tables[split] = pa.concat_tables(pieces) if pieces else shard_table([])
+    return tables

@@ -7,9 +7,11 @@
       build.json                        the settings the build was started with
       summary.json, README.md           label balance per split, what was dropped and why; dataset card
 
-A commit writes each shard to a temporary name, fsyncs it, renames it into place
-(atomic), then appends one manifest line (fsynced). A crash before the line leaves
-shards no line names: the next run deletes them and redoes their keys. A crash
+A shard's files are written where its rows are made (`write_shard`, by the build's
+stage: in this process or on a Ray actor), each to a temporary name, fsynced and renamed
+into place (atomic); the driver then commits them, in order, by appending one manifest
+line (fsynced). A crash before the line leaves shards no line names: the next run
+deletes them and redoes their keys. A crash
 mid-line leaves a line that does not parse: it is cut off the same way. So every
 source row is in exactly one committed shard, or in none and done again.
 
@@ -79,18 +81,43 @@ def encode_shard(table: Any) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def shard_name(split: str, number: int) -> str:
+    """A shard file's path inside the output folder."""
+    return f"{split}/shard-{number:05d}.parquet"
+
+
+@dataclass
+class Written:
+    """A shard's files, in place under their final names but not yet committed (no manifest line names them)."""
+
+    number: int = 0  # of the shard: its files' names and its manifest line's "shard"
+    sizes: dict[str, int] = field(default_factory=dict)  # file (shard_name) -> bytes
+    rows: dict[str, int] = field(default_factory=dict)  # split -> rows in its file
+    tasks: Counter = field(default_factory=Counter)  # "split|task" -> rows
+
+
+def write_shard(out: Path, number: int, tables: dict[str, Any]) -> Written:
+    """Each split's table (pyarrow) as shard `number` of that split, written atomically; empty ones are skipped."""
+    written = Written(number)
+    for split, table in tables.items():
+        if table.num_rows:
+            name, data = shard_name(split, number), encode_shard(table)
+            write_atomic(out / name, data)
+            written.sizes[name], written.rows[split] = len(data), table.num_rows
+            written.tasks.update(f"{split}|{task}" for task in table.column("task").to_pylist())
+    return written
+
+
 @dataclass
 class Pending:
-    """What the next commit holds: its encoded shard per split and the bookkeeping of every source row consumed."""
+    """What the next commit holds: the bookkeeping of every source row consumed, and its shard once written."""
 
-    files: dict[str, bytes] = field(default_factory=dict)  # split -> Parquet bytes
-    rows: dict[str, int] = field(default_factory=dict)  # split -> rows in its file
     keys: list[str] = field(default_factory=list)
     hashes: list[str] = field(default_factory=list)
     faces: Counter = field(default_factory=Counter)  # "split|attribute|label" -> faces
-    tasks: Counter = field(default_factory=Counter)  # "split|task" -> rows
     dropped: Counter = field(default_factory=Counter)  # "duplicate", "bad image or row"
     bad: list[list[str]] = field(default_factory=list)  # [path, reason], all of them
+    written: Written = field(default_factory=Written)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -179,19 +206,14 @@ class Manifest:
         return 1 + max((r["shard"] for r in self.records), default=-1)
 
     def commit(self, pending: Pending) -> dict[str, Any]:
-        """Write the pending shard files, then record them; returns the manifest record."""
-        shard = self.next_shard
-        files = []
-        for split, data in sorted(pending.files.items()):
-            if pending.rows.get(split):
-                relative = f"{split}/shard-{shard:05d}.parquet"
-                write_atomic(self.out / relative, data)
-                files.append(relative)
+        """Record the pending shard, whose files are written, as the next one; returns the manifest record."""
+        written = pending.written
+        if written.number != self.next_shard:
+            raise RuntimeError(f"shard {written.number} committed out of order: the next is {self.next_shard}")
         record = {
-            "shard": shard, "files": files, "sizes": {f: (self.out / f).stat().st_size for f in files},
-            "keys": pending.keys, "hashes": pending.hashes,
-            "rows": {split: n for split, n in pending.rows.items() if n},
-            "faces": dict(pending.faces), "tasks": dict(pending.tasks), "dropped": dict(pending.dropped),
+            "shard": written.number, "files": sorted(written.sizes), "sizes": dict(sorted(written.sizes.items())),
+            "keys": pending.keys, "hashes": pending.hashes, "rows": written.rows,
+            "faces": dict(pending.faces), "tasks": dict(written.tasks), "dropped": dict(pending.dropped),
             "bad": pending.bad,
         }
         with open(self.path, "ab") as handle:

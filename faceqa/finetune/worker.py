@@ -1,20 +1,24 @@
-"""The per-row work of a dataset build: read, decode, crop, hash, encode, write Q&A, assemble shards.
+"""The per-row work of a dataset build: read, decode, crop, hash, encode, write Q&A, write shards.
 
 Everything that costs CPU per row happens in a `FaceStage`, so a build scales with
 workers: in this process or in Ray actors (`ray_stages`), which run the same class.
 `FaceStage.faces` turns a batch of records into what the driver decides on (`FaceInfo`:
 key, split, labels, hash; or a `Failure`) and, kept apart so they need not travel to
 the driver, the batch's rows as an Arrow table and its face crops. `FaceStage.shard`
-assembles a shard from the driver's plan (`rows.py`): rows of the kept faces, the
-collages it chose, encoded as Parquet. The driver only deduplicates, chooses who is in
-a collage and commits. Neither torch nor Ray is imported here, so workers start fast.
+makes a shard from the driver's plan (`rows.py`: rows of the kept faces, the collages
+it chose) and writes its Parquet files into the output folder (`store.write_shard`),
+so the rows never pass through the driver, which only deduplicates, chooses who is in
+a collage and commits the written files in order. Neither torch nor Ray is imported
+here, so workers start fast.
 """
 
 from __future__ import annotations
 
 import itertools
+import platform
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from faceqa.datasets.readers import FaceRecord
@@ -23,9 +27,9 @@ from faceqa.images import BadImage
 from .collage import encode_jpeg
 from .crop import CropConfig, FaceCropper, NoFace
 from .dedup import dhash
-from .rows import Plan, Shard, assemble, face_rows
+from .rows import Plan, assemble, face_rows
 from .splits import assign_split
-from .store import shard_table
+from .store import SETTINGS, Written, shard_table, write_shard
 from .tasks import Sample, dataset_action_units, face_samples
 
 
@@ -109,11 +113,15 @@ Batch = tuple[list[FaceInfo | Failure], Any, list[bytes]]  # per record; the row
 
 
 class FaceStage:
-    """The per-row work: one FaceJob (face models loaded once), in this process or as a Ray actor."""
+    """The per-row work of the build writing `out`: one FaceJob (face models loaded once), here or as a Ray actor."""
 
-    def __init__(self, config: FaceJobConfig):
-        self.config = config
+    def __init__(self, config: FaceJobConfig, out: Path):
+        self.config, self.out = config, out
         self.job = FaceJob(config)
+
+    def sees_output(self) -> tuple[str, bool]:
+        """This node's name, and whether the build's output folder is here (the driver wrote its settings first)."""
+        return platform.node(), (self.out / SETTINGS).is_file()
 
     def faces(self, records: list[FaceRecord]) -> Batch:
         """Per record a FaceInfo or Failure, in order; the usable faces' rows, in order; their JPEG crops."""
@@ -130,6 +138,6 @@ class FaceStage:
             crops.append(result.jpeg)
         return infos, shard_table(rows), crops
 
-    def shard(self, plan: Plan, *objects: Any) -> Shard:
-        """The shard `plan` describes; `objects` are the batches' row tables and crops it refers to by index."""
-        return assemble(plan, objects, self.config)
+    def shard(self, number: int, plan: Plan, *objects: Any) -> Written:
+        """Write shard `number` as `plan` describes; `objects` are the batches' row tables and crops it refers to."""
+        return write_shard(self.out, number, assemble(plan, objects, self.config))
