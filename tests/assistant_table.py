@@ -252,7 +252,8 @@ def check_answer(answer, plan, case: dict, reports: list[ImageReport], race_said
                 for r in plan.targets
             )
             n = len(plan.targets)
-            assert text.startswith(f"Yes: all {n} " if fitting == n else f"No: {fitting} of {n} "), text
+            every = "Yes: both " if n == 2 else f"Yes: all {n} "
+            assert text.startswith(every if fitting == n else f"No: {fitting} of {n} "), text
     elif plan.intent == "count":
         assert re.search(rf"\b{len(plan.targets)}\b", text)
         assert answer.result.count == len(plan.targets)

@@ -349,7 +349,9 @@ class Composer:
                 [f"{'look' if a == 'emotion' else 'appear'} {either(a, w)}" for a, w in plan.asked.items()]
                 + ([f"appear {age_range(plan.ages)}"] if plan.ages else [])
             )
-            head = f"Yes: all {len(refs)} {said}." if fitting == len(refs) else f"No: {fitting} of {len(refs)} {said}."
+            n = len(refs)
+            every = "both" if n == 2 else f"all {n}"
+            head = f"Yes: {every} {said}." if fitting == n else f"No: {fitting} of {n} {said}."
             lines.insert(0, head)
         text = "\n".join(lines) + self._race_note(plan, refs) + self._note(plan)
         only_race = plan.attributes == ("race",) and all(self.faces[r].race is None for r in refs)
