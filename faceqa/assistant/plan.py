@@ -58,7 +58,7 @@ class Plan(BaseModel):
     # attribute -> the labels a question asks about ("is she smiling?"); any of them answers yes ("surprised or scared")
     asked: dict[str, tuple[str, ...]] = {}
     # "is she happy or sad?": the labels of `asked` are offered as a choice; the answer names the one that applies
-    # (or neither), never Yes or No
+    # (or neither), never Yes or No; "why is she happy or sad?" (reasoning): which of them, then why
     choice: bool = False
     # "is person 2 over 40?": the apparent-age range asked about (answered Yes or No; with `choice`, which side of it)
     ages: tuple[float, float] | None = None
