@@ -14,9 +14,10 @@ One question, followed through:
 Deterministic rules; a follow-up with no question words of its own ("and the person next to
 her?") continues the previous question, pronouns resolve against the faces last talked
 about, "which one" and "the older one" choose within them, and after an answer that asked
-which face was meant, pronouns and bare answers ("the one on the left") choose among the faces
-it asked about. Descriptions the rules cannot ground go to an optional `ReferentResolver` (a VLM);
-questions the rules cannot answer at all carry `Plan.vlm` saying why.
+which face was meant, pronouns and bare answers ("the one on the left", "both") choose among the
+faces it asked about and still ask what was asked ("is she smiling?" -> "both": a Yes or No).
+Descriptions the rules cannot ground go to an optional `ReferentResolver` (a VLM); questions the
+rules cannot answer at all carry `Plan.vlm` saying why.
 """
 
 from __future__ import annotations
