@@ -126,7 +126,10 @@ def _route_one(text: str, chat: Chat) -> Plan:
     q = read(text, ids)
     fixed = None
     if chat.pending:
-        chat = _after_question(q, chat)
+        picked = _after_question(q, chat)
+        if (again := _compared_again(q, picked, chat, ids)) is not None:
+            return again
+        chat = picked
         q = _still_asked(q, chat, ids)
         if q.referent.both and len(chat.pending) != 2:  # "both", answering "which two of these four?"
             why = f"you said both, but I asked about {len(chat.pending)} faces; say which two"
@@ -173,6 +176,27 @@ def _after_question(q: Question, chat: Chat) -> Chat:
     if bare and ref.selector and not (ref.indexes or ref.adjacent or ref.filters) and ref.image is None:
         return replace(chat, faces={r: chat.faces[r] for r in chat.pending})
     return chat
+
+
+def _compared_again(q: Question, picked: Chat, chat: Chat, ids: set[int]) -> Plan | None:
+    """After "is she older than person 1?" -> "which woman?", a bare reply that picks one of them ("the one on the
+    left") asks the comparison again, with that face named by number in place of the words that were ambiguous
+    (the first referring phrase whose replacement grounds the question with that face). None otherwise."""
+    bare = not (q.attributes or q.leftover or q.cues - {"followup"} or q.ages or q.referent.empty)
+    if not (bare and chat.last_intent == "compare" and chat.pending_question):
+        return None
+    g = ground(q.referent, picked.faces, picked.n_images, picked.focus)
+    if g.status != "ok" or len(g.targets) != 1:
+        return None
+    face = g.targets[0]
+    name = f"person {face.face}" + (f" in photo {face.image}" if chat.n_images > 1 else "")
+    fresh = replace(chat, pending=[], pending_question="")
+    for phrase in read(chat.pending_question, ids).referent.words:
+        text = re.sub(rf"(?<!\w){re.escape(phrase)}(?!\w)", name, chat.pending_question, count=1)
+        plan = _route_one(text, fresh)
+        if plan.status == "ok" and face in plan.candidates:
+            return plan
+    return None
 
 
 def _still_asked(q: Question, chat: Chat, ids: set[int]) -> Question:
