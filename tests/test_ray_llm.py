@@ -15,6 +15,7 @@ from faceqa.datasets.readers import FaceRecord
 from faceqa.eval.batch_llm import Answer, BatchSettings, Request, build, predict_into_cache, processor_config
 from faceqa.eval.cache import PredictionCache
 from faceqa.eval.evaluate import score
+from faceqa.eval.predictor import UnusableInput
 from faceqa.finetune.crop import CropConfig
 from faceqa.prompts import templates
 
@@ -54,6 +55,8 @@ def test_rows_become_requests_and_answers_become_cache_lines_that_score(examples
     assert request["sampling_params"] == {"temperature": 0.0, "max_tokens": 12}
     assert request["model"] == "/models/adapter"
     (inline,) = Request(SETTINGS)({**row, "data": b"inline"})
+    with pytest.raises(UnusableInput, match="empty file"):  # outside Ray, with no actor to report to
+        Request(SETTINGS)({**row, "data": b""})
     assert inline["messages"][0]["content"][0]["image_url"]["url"].endswith(base64.b64encode(b"inline").decode())
 
     answer = Answer(SETTINGS)

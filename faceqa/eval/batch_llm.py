@@ -102,7 +102,8 @@ class Request:
     """Pre-processing (a Ray Data flat_map): a (path, task) row to the chat request vLLM's stages read.
 
     An unusable image makes no request: its row goes to `unusable` (an `Unusable` actor) with
-    the reason, so the batch goes on without it.
+    the reason, so the batch goes on without it. Without an actor (outside Ray) UnusableInput
+    is raised.
     """
 
     def __init__(self, settings: BatchSettings, unusable: Any = None):
@@ -118,6 +119,8 @@ class Request:
         try:
             url = file_data_url(self.image(record), row["path"])
         except UnusableInput as error:
+            if self.unusable is None:
+                raise
             # Waited for, so the driver's drain after the run sees it (bad images are few).
             import ray
 
