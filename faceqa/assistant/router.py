@@ -191,10 +191,11 @@ def _compared_again(q: Question, picked: Chat, chat: Chat, ids: set[int]) -> Pla
     face = g.targets[0]
     name = f"person {face.face}" + (f" in photo {face.image}" if chat.n_images > 1 else "")
     fresh = replace(chat, pending=[], pending_question="")
+    asked = _route_one(chat.pending_question, fresh)  # the same comparison must come out, not "who is person 2"
     for phrase in read(chat.pending_question, ids).referent.words:
         text = re.sub(rf"(?<!\w){re.escape(phrase)}(?!\w)", name, chat.pending_question, count=1)
         plan = _route_one(text, fresh)
-        if plan.status == "ok" and face in plan.candidates:
+        if plan.status == "ok" and face in plan.candidates and _key(plan)[:2] == _key(asked)[:2]:
             return plan
     return None
 
@@ -383,7 +384,8 @@ def _extreme(q: Question, chat: Chat, base: dict) -> Plan:
         **base,
     )
     rest = ref.but(superlative=None, emotion_most=None, least=False, plural=True)
-    named = _two(q, chat) if q.has("than") else None
+    # "is person 1 older than 3?", "who is older, her or person 3?": the two faces named, each grounded on its own
+    named = _two(q, chat) if q.has("than") else _two(q, chat, "or") if " or " in q.blanked else None
     focus = chat.focus if rest.pronoun or rest.others or rest.among else []
     pool = named or ground(rest, chat.faces, chat.n_images, focus, singular=False)
     if pool.status != "ok":
