@@ -155,6 +155,28 @@ def test_bad_images_and_rows_are_reported_with_their_path_and_skipped(fairface, 
     assert kept > 0
 
 
+def test_the_summary_gives_the_answer_lengths_of_the_shards_also_when_an_older_build_did_not_record_them(
+        built, fairface, tmp_path):
+    from faceqa.finetune.lengths import describe
+
+    out, summary = built
+    lengths: dict[str, dict[str, list[int]]] = {}
+    for split, rows in _rows(out).items():
+        for row in rows:
+            lengths.setdefault(split, {}).setdefault(row["task"], []).append(len(row["suffix"]))
+    expected = {split: {task: describe(v) for task, v in sorted(tasks.items())} for split, tasks in lengths.items()}
+    assert summary["target_chars"] == expected
+    assert {"count", "age_group"} <= set(expected["train"])  # collages and single faces
+
+    older = tmp_path / "older"  # its manifest lines have no lengths: they are read from the shards
+    shutil.copytree(out, older)
+    lines = [json.loads(line) for line in (older / "manifest.jsonl").read_text().splitlines()]
+    (older / "manifest.jsonl").write_text("".join(json.dumps({k: v for k, v in line.items() if k != "lengths"}) + "\n"
+                                                  for line in lines))
+    resumed = run_build([Source.parse(f"fairface={fairface}")], older, _config(), progress=False)
+    assert resumed["target_chars"] == expected
+
+
 def test_interrupted_build_resumes_without_duplicates_or_losses(fairface, tmp_path, monkeypatch):
     sources = [Source.parse(f"fairface={fairface}")]
     clean = tmp_path / "clean"
@@ -243,6 +265,15 @@ def test_identity_split_keeps_a_person_on_one_side(tmp_path):
     with pytest.raises(ValueError, match="no split"):
         assign_split(None, "x", "native", 0.1, 0)
     assert assign_split("val", "x", "auto", 0.1, 0) == "validation"
+
+
+def test_the_shard_schema_is_the_one_datasets_derives_from_the_features():
+    """Built without `datasets` (a second per worker), it must be exactly what `datasets` would write and read."""
+    from datasets import Features
+
+    from faceqa.finetune import store
+
+    assert store.arrow_schema().equals(Features.from_dict(store.FEATURES).arrow_schema, check_metadata=True)
 
 
 def test_dhash_index_finds_near_duplicates_exactly():

@@ -128,7 +128,7 @@ def run_build(sources: Iterable[Source], out: str | Path, config: BuildConfig, o
         stage.close()
 
     totals = manifest.totals()
-    summary = {**totals, "audit": audit.summary(), "output": str(out), "target_chars": target_chars(out),
+    summary = {**totals, "audit": audit.summary(), "output": str(out), "target_chars": target_chars(manifest.lengths()),
                "warnings": _warnings(config, totals)}
     for warning in summary["warnings"]:
         log.warning("%s", warning)

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 GIB = 1024**3
@@ -34,16 +33,14 @@ def describe(values: Iterable[int]) -> dict[str, Any]:
             "max": ordered[-1]}
 
 
-def target_chars(out: str | Path) -> dict[str, dict[str, dict[str, float]]]:
-    """Per split and task: the lengths in characters of the answers (the PaliGemma suffix) in a built dataset."""
-    import pyarrow.parquet as pq
-
-    lengths: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for shard in sorted(Path(out).glob("*/shard-*.parquet")):
-        table = pq.read_table(shard, columns=["task", "suffix"]).to_pydict()
-        for task, suffix in zip(table["task"], table["suffix"], strict=True):
-            lengths[shard.parent.name][task].append(len(suffix))
-    return {split: {task: describe(v) for task, v in sorted(tasks.items())} for split, tasks in sorted(lengths.items())}
+def target_chars(lengths: Mapping[str, int]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per split and task: the answers' (PaliGemma suffixes') lengths in characters, from "split|task|chars" -> rows."""
+    counts: dict[str, dict[str, Counter[int]]] = defaultdict(lambda: defaultdict(Counter))
+    for key, rows in lengths.items():
+        split, task, chars = key.rsplit("|", 2)
+        counts[split][task][int(chars)] += rows
+    return {split: {task: describe(c.elements()) for task, c in sorted(tasks.items())}
+            for split, tasks in sorted(counts.items())}
 
 
 def sample_by_task(tasks: list[str], per_task: int, seed: int = 0) -> list[int]:

@@ -57,7 +57,7 @@ Plan = dict[str, list[Slice | Collage]]  # split -> its rows in order
 
 
 def row(row_id: str, jpeg: bytes, sample: Sample, faces: list[dict[str, Any]]) -> dict[str, Any]:
-    """One row of the schema (store.features); `faces` holds each face's key, source and labels, left to right."""
+    """One row of the schema (store.FEATURES); `faces` holds each face's key, source and labels, left to right."""
     return {
         "id": row_id,
         "image": {"bytes": jpeg, "path": None},

@@ -41,34 +41,52 @@ SETTINGS = "build.json"
 SUMMARY = "summary.json"
 
 
-def features():
-    """The row schema. `faces` is the ground truth of every face in the image, left to right."""
-    from datasets import Features, Image, List, Value
+_STRING = {"dtype": "string", "_type": "Value"}
+# The row schema, as Hugging Face `datasets` writes features (Features.to_dict) into a Parquet file's metadata, so
+# `load_dataset` reads `image` as an Image. `faces` is the ground truth of every face in the image, left to right.
+FEATURES: dict[str, Any] = {
+    "id": _STRING,
+    "image": {"_type": "Image"},
+    "task": _STRING,
+    "messages": {"feature": {"role": _STRING, "content": {"feature": {"type": _STRING, "text": _STRING},
+                                                          "_type": "List"}}, "_type": "List"},
+    "prefix": _STRING,
+    "suffix": _STRING,
+    "faces": {"feature": {"key": _STRING, "source": _STRING, "race": _STRING, "gender": _STRING,
+                          "age_group": _STRING, "emotion": _STRING}, "_type": "List"},
+}
 
-    label = Value("string")
-    return Features({
-        "id": Value("string"),
-        "image": Image(),
-        "task": Value("string"),
-        "messages": List({"role": Value("string"),
-                          "content": List({"type": Value("string"), "text": Value("string")})}),
-        "prefix": Value("string"),
-        "suffix": Value("string"),
-        "faces": List({"key": Value("string"), "source": Value("string"), "race": label, "gender": label,
-                       "age_group": label, "emotion": label}),
-    })
+
+def _arrow_type(feature: dict[str, Any]) -> Any:
+    """The Arrow type `datasets` stores a feature as (only the kinds FEATURES uses)."""
+    import pyarrow as pa
+
+    if "_type" not in feature:  # named features: a struct
+        return pa.struct({name: _arrow_type(inner) for name, inner in feature.items()})
+    match feature["_type"]:
+        case "Value" if feature["dtype"] == "string":
+            return pa.string()
+        case "Image":
+            return pa.struct({"bytes": pa.binary(), "path": pa.string()})
+        case "List":
+            return pa.list_(_arrow_type(feature["feature"]))
+    raise ValueError(f"no Arrow type for the feature {feature}")
 
 
 @cache
-def _arrow_schema():
-    return features().arrow_schema
+def arrow_schema() -> Any:
+    """FEATURES as the shards' Arrow schema, built without importing `datasets` (a second per worker)."""
+    import pyarrow as pa
+
+    metadata = {"huggingface": json.dumps({"info": {"features": FEATURES}})}
+    return pa.schema([(name, _arrow_type(feature)) for name, feature in FEATURES.items()], metadata=metadata)
 
 
 def shard_table(rows: list[dict]) -> Any:
     """Rows as a pyarrow Table with the row schema (its metadata carries the HF features)."""
     import pyarrow as pa
 
-    return pa.Table.from_pylist(rows, schema=_arrow_schema())
+    return pa.Table.from_pylist(rows, schema=arrow_schema())
 
 
 def encode_shard(table: Any) -> bytes:
@@ -94,6 +112,14 @@ class Written:
     sizes: dict[str, int] = field(default_factory=dict)  # file (shard_name) -> bytes
     rows: dict[str, int] = field(default_factory=dict)  # split -> rows in its file
     tasks: Counter = field(default_factory=Counter)  # "split|task" -> rows
+    lengths: Counter = field(default_factory=Counter)  # "split|task|characters of the answer" -> rows
+
+
+def answer_lengths(split: str, table: Any) -> Counter:
+    """"split|task|characters" -> rows of a shard's table: its answers' (suffixes') lengths, for the summary."""
+    columns = table.select(["task", "suffix"]).to_pydict()
+    return Counter(f"{split}|{task}|{len(suffix)}" for task, suffix in zip(columns["task"], columns["suffix"],
+                                                                            strict=True))
 
 
 def write_shard(out: Path, number: int, tables: dict[str, Any]) -> Written:
@@ -105,6 +131,7 @@ def write_shard(out: Path, number: int, tables: dict[str, Any]) -> Written:
             write_atomic(out / name, data)
             written.sizes[name], written.rows[split] = len(data), table.num_rows
             written.tasks.update(f"{split}|{task}" for task in table.column("task").to_pylist())
+            written.lengths.update(answer_lengths(split, table))
     return written
 
 
@@ -214,7 +241,7 @@ class Manifest:
             "shard": written.number, "files": sorted(written.sizes), "sizes": dict(sorted(written.sizes.items())),
             "keys": pending.keys, "hashes": pending.hashes, "rows": written.rows,
             "faces": dict(pending.faces), "tasks": dict(written.tasks), "dropped": dict(pending.dropped),
-            "bad": pending.bad,
+            "bad": pending.bad, "lengths": dict(written.lengths),
         }
         with open(self.path, "ab") as handle:
             handle.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
@@ -222,6 +249,21 @@ class Manifest:
             os.fsync(handle.fileno())
         self.records.append(record)
         return record
+
+    def lengths(self) -> Counter:
+        """"split|task|characters" -> rows over every committed shard (read from the files of a shard committed
+        by an older faceqa, whose manifest line has no lengths)."""
+        import pyarrow.parquet as pq
+
+        lengths: Counter[str] = Counter()
+        for record in self.records:
+            if "lengths" in record:
+                lengths.update(record["lengths"])
+                continue
+            for relative in record["files"]:
+                table = pq.read_table(self.out / relative, columns=["task", "suffix"])
+                lengths.update(answer_lengths(relative.split("/", 1)[0], table))
+        return lengths
 
     def totals(self) -> dict[str, Any]:
         """Sums over every committed shard: rows, faces per label, tasks, drops."""
