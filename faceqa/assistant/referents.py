@@ -263,9 +263,10 @@ def parse(text: str) -> Referent:
     # Found, not taken: "which of them" still reads "them" as a pronoun and "older" as a superlative, for when
     # fewer than two faces were talked about.
     ref.among = bool(t.find(RX["among"]))
-    images = [(m.start(), ordinal(m.group(1))) for m in t.take(RX["image"], every=True)]
-    images += [(m.start(), _number(m.group(1))) for m in t.take(RX["image_n"], every=True)]
-    images.sort()
+    taken = [(m, ordinal(m.group(1))) for m in t.take(RX["image"], every=True)]
+    taken += [(m, _number(m.group(1))) for m in t.take(RX["image_n"], every=True)]
+    images = sorted((m.start(), number) for m, number in taken)
+    ref.words += [m.group() for m, _ in taken]  # "in the second photo": read words, never left over
     if t.take(RX["all_images"]):
         ref.all_images = ref.plural = True
     for m in t.take(RX["possessive_side"]):

@@ -173,7 +173,7 @@ def _after_question(q: Question, chat: Chat) -> Chat:
             return replace(chat, focus=list(chat.pending))
         return chat
     bare = not (q.attributes or q.leftover or q.cues - {"followup"})
-    if bare and ref.selector and not (ref.indexes or ref.adjacent or ref.filters) and ref.image is None:
+    if bare and ref.selector and not (ref.indexes or ref.adjacent or ref.filters):  # "the one on the left (in photo 2)"
         return replace(chat, faces={r: chat.faces[r] for r in chat.pending})
     return chat
 
