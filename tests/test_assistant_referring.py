@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from faceqa.assistant import Assistant, Person, refer
+from faceqa.assistant import Assistant, Conversation, Person, refer
 from faceqa.schema import AgeEstimate, FaceReport, ImageInfo, ImageReport, LabelScore
 
 # Left to right: man 30, woman 25, man 70, woman 80; the third face is the largest, the last the highest.
@@ -134,3 +134,15 @@ def test_the_average_age_is_an_estimate_with_the_range_the_age_groups_allow():
         update={"age": AgeEstimate(years=39.0, group="adult", score=0.5)})]})  # fmt: skip
     text = Assistant(engine=object()).answer([odd], "what is the average age?").answer
     assert "about 35 years" in text and "age group, the average" not in text  # no range from a group that is none
+
+
+@pytest.mark.parametrize("question", ["which is older, person 3 or her?", "is she older than person 3?"])
+def test_a_comparison_keeps_the_caveat_on_a_pronoun_the_model_reads_otherwise(question):
+    """Person 1 was talked about and appears male: "her" still means person 1, and the answer says the model
+    reads that face as male, whichever way the comparison is asked."""
+    report = ImageReport(image=ImageInfo(width=400, height=60), faces=[_face(1, 50.0), _face(2, 40.0), _face(3, 30.0)])
+    chat = Conversation()
+    Assistant(engine=object()).answer([report], "how old is person 1?", chat)
+    answer = Assistant(engine=object()).answer(None, question, chat)
+    assert answer.status == "ok" and answer.result.kind == "ranking", answer.answer
+    assert "you said 'she'; the model reads this face as male" in answer.answer, answer.answer

@@ -56,7 +56,9 @@ CUES = {
     "who": Gated(
         r"^(?:and |so |ok |okay |then )?(?:who|whom)\b|\b(?:is|does|do|are) any(?:one|body)\b"
         r"|\bwhich (?:one|ones|person|people|persons|face|faces|individual|man|men|woman|women|guy|guys|lady|ladies"
-        r"|boy|girl|child|kid|of)\b",
+        r"|boy|girl|child|kid|of)\b"
+        r"|^(?:and |so )?which (?:is|was|looks?|seems?|appears?)\b(?= (?:the )?(?:older|younger|elder|oldest|youngest"
+        r"|eldest|happier|happiest|sadder|saddest|more|most|less|least)\b)",  # "which is older, ...?"
         tokens("who which whom anyone anybody"),
     ),
     "than": Gated(r"\b(?:older|younger|elder) than\b", tokens("than")),

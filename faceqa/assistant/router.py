@@ -393,7 +393,7 @@ def _extreme(q: Question, chat: Chat, base: dict) -> Plan:
     among = {r: chat.faces[r] for r in pool.targets}
     extreme = Referent(superlative=ref.superlative, emotion_most=ref.emotion_most, least=ref.least)
     g = ground(extreme, among, chat.n_images)
-    return _finish(plan, Grounding(g.targets, pool.targets, g.status, how=g.how, why=g.why))
+    return _finish(plan, Grounding(g.targets, pool.targets, g.status, how=g.how, why=g.why, note=pool.note))
 
 
 def _two(q: Question, chat: Chat, joined_by: str = "and|as|with|vs|versus|to|than|or") -> Grounding | None:
@@ -421,7 +421,7 @@ def _named(q: Question, chat: Chat, joined_by: str, keep_ranks: bool) -> Groundi
     halves = re.split(rf"\b(?:{joined_by})\b", q.blanked, maxsplit=1)
     if len(halves) < 2:
         return None
-    picked, roles = [], []
+    picked, roles, notes = [], [], []
     for half in halves:
         part = parse(half)
         if not keep_ranks:
@@ -432,9 +432,11 @@ def _named(q: Question, chat: Chat, joined_by: str, keep_ranks: bool) -> Groundi
         if g.status != "ok":
             return g
         picked.extend(g.targets)
+        notes.append(g.note)  # "you said 'her'; the model reads this face as male" is kept
         roles.extend([f"the {' '.join(part.words)}" if part.words and not part.indexes else ""] * len(g.targets))
     how = "the faces you named" if len(picked) > 2 else "the two faces you named"
-    return Grounding(picked, picked, how=how, roles=roles if keep_ranks and any(roles) else [])
+    note = "; ".join(filter(None, notes))
+    return Grounding(picked, picked, how=how, note=note, roles=roles if keep_ranks and any(roles) else [])
 
 
 def _distinct(g: Grounding) -> Grounding:
@@ -443,7 +445,7 @@ def _distinct(g: Grounding) -> Grounding:
     if g.status != "ok" or len(unique) == len(g.targets):
         return g
     if len(unique) >= 2:
-        return Grounding(unique, unique, how=g.how)
+        return Grounding(unique, unique, how=g.how, note=g.note)
     return Grounding.fail("ambiguous", unique, f"both point to the same face, person {unique[0].face}; name two faces")
 
 
