@@ -107,6 +107,7 @@ _RACE_ASKED = Gated(rf"\b({alternatives(V.races)})\b", tokens(*V.races))
 _SIDE = r"(?:older|younger|over|under|above|below)"
 # "does he look older or younger than 40?": which side of an age he appears, not a filter
 _AGE_CHOICE = Gated(rf"\b{_SIDE} or {_SIDE}(?: than)? (\d+)(?: years?(?: old)?)?\b", tokens("or"))
+_SIDES_OFFERED = re.compile(rf"\b{_SIDE} or {_SIDE}\b")
 _PLURAL_ATTRIBUTE = Gated(
     r"\b(?:ages|genders|emotions|expressions|races|ethnicities|feelings|moods)\b",
     tokens("ages genders emotions expressions races ethnicities feelings moods"),
@@ -193,7 +194,8 @@ def read(text: str, face_ids: Collection[int] = ()) -> Question:
         referent.contrast = True
     rest = Reading(_without(t.text, referent))
     choice, ages = bool(split_at), ((float(split_at.group(1)), 200.0) if split_at else None)
-    yes_no = bool(_YES_NO.match(text))
+    # "is person 1 older or younger than person 3?" offers both sides: which one, not Yes or No
+    yes_no = bool(_YES_NO.match(text)) and not _SIDES_OFFERED.search(text)
     # "is person 2 / the woman on the left over 40?" asks her age; "is person 1 older than 3?" compares two faces
     named = (referent.selector or referent.pronoun) and not (referent.superlative and "than" in cues)
     # "is everyone / are the women over 40?": an age said last of a group asks the group's age; "are people over
