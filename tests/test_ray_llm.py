@@ -12,9 +12,17 @@ import pytest
 from PIL import Image
 
 from faceqa.datasets.readers import FaceRecord
-from faceqa.eval.batch_llm import Answer, BatchSettings, Request, build, predict_into_cache, processor_config
+from faceqa.eval.batch_llm import (
+    Answer,
+    BatchAnswers,
+    BatchSettings,
+    Request,
+    build,
+    predict_into_cache,
+    processor_config,
+)
 from faceqa.eval.cache import PredictionCache
-from faceqa.eval.evaluate import score
+from faceqa.eval.evaluate import EvalConfig, evaluate, score
 from faceqa.eval.predictor import UnusableInput
 from faceqa.finetune.crop import CropConfig
 from faceqa.prompts import templates
@@ -120,3 +128,16 @@ def test_one_unusable_image_or_failed_row_costs_its_row_not_the_batch(ray_local,
         retried = predict_into_cache(items, ["gender"], settings, ray_local, cache, retry_failed=True,
                                      processor=_standin_engine)
         assert (retried.cached, retried.errors) == (3, 1)  # only the failed row is asked again
+
+    # The report and card of the batch run, from the cache alone: every row is there, so nothing is asked.
+    report = evaluate(items, BatchAnswers(settings), tmp_path / "report", EvalConfig(tasks=("gender",), plots=False,
+                                                                                   progress=False),
+                      cache_path=path)
+    assert report["tasks"]["gender"]["n"] == 1 and report["unusable_inputs"]["count"] == 3
+    assert report["model"]["checkpoint"] == settings.model and report["run"]["calls"] == 0
+    assert "faces" in (tmp_path / "report/model_card.md").read_text()
+    missing = FaceRecord(examples / "obama.jpg", "ex:new", "ex", "val", {"gender": "Male"})
+    again = evaluate([*items, missing], BatchAnswers(settings), tmp_path / "report", EvalConfig(
+        tasks=("gender",), plots=False, progress=False), cache_path=path)
+    assert again["run"]["failures"] and "not in the cache" in again["run"]["failures"][0]
+    assert "ex:new" not in path.read_text()  # not answered, not recorded: a later batch run asks it

@@ -6,8 +6,9 @@
       -> Detokenize -> answer (the shared parser) -> one prediction-cache line per row
 
 The cache lines are those an endpoint run writes, under the same model name, so
-`evaluate` (or `faceqa eval run --endpoint URL --model NAME` on the same cache) scores
-and reports them like any other run, and a rerun skips what is cached. Lines are
+`evaluate(items, BatchAnswers(settings), OUT, config)` scores them and writes the
+report and model card of any other run, asking nothing; and a rerun skips what is
+cached. Lines are
 written as rows come back; rows still inside the engine when the driver stops are
 asked again (batch-granular resumption, unlike the call-granular runner).
 
@@ -38,7 +39,7 @@ from faceqa.cluster import RaySettings, connect
 from faceqa.datasets.readers import FaceRecord
 from faceqa.eval.cache import PredictionCache
 from faceqa.eval.openai_predictor import cache_name, with_image
-from faceqa.eval.predictor import ModelImage, UnusableInput, answered, prompts
+from faceqa.eval.predictor import ModelImage, Prediction, Predictor, UnusableInput, answered, prompts
 from faceqa.eval.runner import MAX_EXAMPLES, RunStats, to_ask
 from faceqa.finetune.crop import CropConfig
 from faceqa.vlm.endpoint import file_data_url
@@ -66,6 +67,33 @@ class BatchSettings:
     @property
     def cache_name(self) -> str:
         return cache_name(self.name, self.style, ModelImage(self.crop, self.jpeg_quality))
+
+
+class NotAnswered(RuntimeError):
+    """A row the batch run has not answered yet."""
+
+
+class BatchAnswers(Predictor):
+    """The answers `predict_into_cache` cached, as a predictor for `evaluate`'s report and card: it asks nothing.
+
+    A row missing from the cache is not guessed: it is reported as not answered (and not
+    cached, so a later batch run still asks it).
+    """
+
+    def __init__(self, settings: BatchSettings):
+        self.settings = settings
+        self.name = settings.cache_name
+
+    def predict(self, item: FaceRecord, task: str) -> Prediction:
+        raise NotAnswered(f"{item.key} [{task}]: not in the cache; run predict_into_cache first")
+
+    def is_transient(self, error: Exception) -> bool:
+        return isinstance(error, NotAnswered)
+
+    def describe(self) -> dict[str, Any]:
+        s = self.settings
+        return {"name": s.name, "checkpoint": s.model, "adapter": s.lora, "prompt_style": s.style,
+                "served_by": f"ray.data.llm, {s.replicas} vLLM engine(s) of {s.tensor_parallel} GPU(s)"}
 
 
 def processor_config(settings: BatchSettings) -> Any:
