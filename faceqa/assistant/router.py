@@ -172,18 +172,26 @@ def _after_question(q: Question, chat: Chat) -> Chat:
         if gender is None or any(labelled(chat.faces[r].gender, gender) for r in chat.pending):
             return replace(chat, focus=list(chat.pending))
         return chat
-    bare = not (q.attributes or q.leftover or q.cues - {"followup"})
-    if bare and ref.selector and not (ref.indexes or ref.adjacent or ref.filters):  # "the one on the left (in photo 2)"
+    if _bare(q) and ref.selector and not (ref.indexes or ref.adjacent or ref.filters):  # "the one on the left"
         return replace(chat, faces={r: chat.faces[r] for r in chat.pending})
     return chat
+
+
+def _bare(q: Question) -> bool:
+    """Referring words only ("the one on the left", "and both?"): no question words of its own."""
+    return not (q.attributes or q.leftover or q.cues - {"followup"})
+
+
+def _reply(q: Question) -> bool:
+    """A bare reply that names someone, and no age of its own."""
+    return _bare(q) and not (q.ages or q.referent.empty)
 
 
 def _compared_again(q: Question, picked: Chat, chat: Chat, ids: set[int]) -> Plan | None:
     """After "is she older than person 1?" -> "which woman?", a bare reply that picks one of them ("the one on the
     left") asks the comparison again, with that face named by number in place of the words that were ambiguous
     (the first referring phrase whose replacement grounds the question with that face). None otherwise."""
-    bare = not (q.attributes or q.leftover or q.cues - {"followup"} or q.ages or q.referent.empty)
-    if not (bare and chat.last_intent == "compare" and chat.pending_question):
+    if not (_reply(q) and chat.last_intent == "compare" and chat.pending_question):
         return None
     g = ground(q.referent, picked.faces, picked.n_images, picked.focus)
     if g.status != "ok" or len(g.targets) != 1:
@@ -191,11 +199,11 @@ def _compared_again(q: Question, picked: Chat, chat: Chat, ids: set[int]) -> Pla
     face = g.targets[0]
     name = f"person {face.face}" + (f" in photo {face.image}" if chat.n_images > 1 else "")
     fresh = replace(chat, pending=[], pending_question="")
-    asked = _route_one(chat.pending_question, fresh)  # the same comparison must come out, not "who is person 2"
+    before = _route_one(chat.pending_question, fresh)  # the same comparison must come out, not "who is person 2"
     for phrase in read(chat.pending_question, ids).referent.words:
         text = re.sub(rf"(?<!\w){re.escape(phrase)}(?!\w)", name, chat.pending_question, count=1)
         plan = _route_one(text, fresh)
-        if plan.status == "ok" and face in plan.candidates and _key(plan)[:2] == _key(asked)[:2]:
+        if plan.status == "ok" and face in plan.candidates and _key(plan)[:2] == _key(before)[:2]:
             return plan
     return None
 
@@ -204,8 +212,7 @@ def _still_asked(q: Question, chat: Chat, ids: set[int]) -> Question:
     """A bare reply to "which one do you mean?" ("the one on the right", "both") still asks what was asked:
     after "is she smiling?" it gets a Yes or No, after "why is she happy or sad?" which of them, after "is she
     over 40?" which side. The attributes and the intent carry over as for any follow-up (`_intent`, `_attributes`)."""
-    bare = not (q.attributes or q.leftover or q.cues - {"followup"} or q.ages or q.referent.empty)
-    if not (bare and chat.pending_question):
+    if not (_reply(q) and chat.pending_question):
         return q
     asked = read(chat.pending_question, ids)
     return replace(q, asked=asked.asked, ages=asked.ages, choice=asked.choice, yes_no=asked.yes_no)
