@@ -20,6 +20,7 @@ import csv
 import functools
 import itertools
 import logging
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -140,24 +141,26 @@ def _age_group(years: float) -> str:
 
 
 def _key(source: str, path: Path, root: Path) -> str:
-    try:
-        relative = _real(path).relative_to(_resolved(root))
-    except ValueError:
-        relative = path
-    return f"{source}:{relative.as_posix()}"
+    """`source:` and the image's real path under the dataset's real root (as given, if it lies outside)."""
+    real, base = _real(str(path)), _resolved(str(root))
+    relative = real[len(base) + 1:] if real.startswith(base + os.sep) else str(path)
+    return f"{source}:{relative.replace(os.sep, '/')}"
 
 
-def _real(path: Path) -> Path:
-    """`path.resolve()`, its folder resolved once per folder: a dataset has a few folders and many files."""
-    if path.name in ("", ".", "..") or path.is_symlink():
-        return path.resolve()
-    return _resolved(path.parent) / path.name
+def _real(path: str) -> str:
+    """`os.path.realpath(path)`, its folder resolved once per folder: a dataset has a few folders and many files.
+
+    os.path rather than pathlib: this runs once per row, on the build's driver."""
+    folder, name = os.path.split(path)
+    if name in ("", ".", "..") or os.path.islink(path):
+        return os.path.realpath(path)
+    return os.path.join(_resolved(folder), name)
 
 
 @functools.lru_cache(maxsize=4096)
-def _resolved(folder: Path) -> Path:
+def _resolved(folder: str) -> str:
     """A folder (a dataset root, or one of its image folders), resolved once per read rather than once per row."""
-    return folder.resolve()
+    return os.path.realpath(folder)
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
