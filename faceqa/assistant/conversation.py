@@ -33,8 +33,8 @@ class Conversation(BaseModel):
         default_factory=list,
         description="Faces the last answer asked the user to choose among (it could not tell which one was meant).",
     )
-    pending_question: str = Field(
-        "", description="The question (part) that got the answer asking to choose; a bare reply still asks it."
+    last_question: str = Field(
+        "", description="The last question (part) answered, normalised: a bare follow-up ('and her?') still asks it."
     )
     last_intent: str | None = None
     last_attributes: list[str] = Field(default_factory=list)
@@ -50,7 +50,7 @@ class Conversation(BaseModel):
         self.reports = reports
         self.focus = []
         self.pending = []
-        self.pending_question = ""
+        self.last_question = ""
         self.last_intent = None
         self.last_attributes = []
 
@@ -61,11 +61,11 @@ class Conversation(BaseModel):
         An ambiguous answer keeps the faces it asked the user to choose among (`pending`) until one is answered."""
         for part in plan.parts or (plan,):
             if part.targets and part.status == "ok":
-                self.focus, self.pending, self.pending_question = list(part.targets), [], ""
+                self.focus, self.pending = list(part.targets), []
             elif part.status == "ambiguous" and part.candidates:
-                self.pending, self.pending_question = list(part.candidates), part.question
+                self.pending = list(part.candidates)
             if part.intent not in ("help", "refuse", "not_visible", "other_language") and part.status != "no_faces":
-                self.last_intent = part.intent
+                self.last_intent, self.last_question = part.intent, part.asks or part.question
                 self.last_attributes = list(part.attributes)
         targets = [r for part in plan.parts or (plan,) for r in part.targets]
         self.turns.append(Exchange(question=question, answer=answer, intent=plan.intent, faces=targets))

@@ -75,6 +75,7 @@ class Plan(BaseModel):
     vlm: VLMNeed | None = None  # why only a VLM could answer this; None when the rules can
     topic: str = ""  # refuse: the policy category; not_visible: what cannot be seen ("clothing")
     question: str = ""  # the question (or compound part) as normalised
+    asks: str = ""  # a bare follow-up ("and her?" after "is he smiling?"): the earlier question it still asks
     parts: tuple[Plan, ...] = ()  # compound: one plan per part, in order
 
     @property

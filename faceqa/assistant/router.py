@@ -15,7 +15,8 @@ Deterministic rules; a follow-up with no question words of its own ("and the per
 her?") continues the previous question, pronouns resolve against the faces last talked
 about, "which one" and "the older one" choose within them, and after an answer that asked
 which face was meant, pronouns and bare answers ("the one on the left", "both") choose among the
-faces it asked about and still ask what was asked ("is she smiling?" -> "both": a Yes or No).
+faces it asked about; a bare follow-up still asks what was asked ("is she smiling?" -> "both",
+"and him?": a Yes or No).
 Descriptions the rules cannot ground go to an optional `ReferentResolver` (a VLM); questions the
 rules cannot answer at all carry `Plan.vlm` saying why.
 """
@@ -52,7 +53,7 @@ class Chat:
     n_images: int
     focus: list[FaceRef]
     pending: list[FaceRef]  # the faces the last answer asked the user to choose among
-    pending_question: str  # the question that answer was to, normalised
+    last_question: str  # the last question (part) answered, normalised
     last_intent: str | None
     last_attributes: tuple[str, ...]
     reports: Sequence[ImageReport]
@@ -76,7 +77,7 @@ def route(
         n_images=len(reports),
         focus=[r for r in (conversation.focus if conversation else []) if r in faces],
         pending=[r for r in (conversation.pending if conversation else []) if r in faces],
-        pending_question=conversation.pending_question if conversation else "",
+        last_question=conversation.last_question if conversation else "",
         last_intent=conversation.last_intent if conversation else None,
         last_attributes=tuple(conversation.last_attributes) if conversation else (),
         reports=reports,
@@ -101,9 +102,10 @@ def route(
         plan = _route_one(part, chat)
         plans.append(plan)
         if plan.status == "ok" and plan.targets:
-            chat.focus, chat.pending, chat.pending_question = list(plan.targets), [], ""
+            chat.focus, chat.pending = list(plan.targets), []
         if plan.intent not in ("help", "refuse", "not_visible"):
             chat.last_intent, chat.last_attributes = plan.intent, plan.attributes
+            chat.last_question = plan.asks or plan.question
     # A part the rules cannot read beside parts they can ("... Options: Male, Female") is no question of its
     # own; the same plan twice ("explain, step by step, why she looks sad") is answered once.
     kept = [p for p in plans if p.intent != "help"] or plans[:1]
@@ -125,6 +127,7 @@ def _route_one(text: str, chat: Chat) -> Plan:
     ids = {r.face for r in chat.faces}
     q = read(text, ids)
     fixed = None
+    said = q
     if chat.pending:
         picked = _after_question(q, chat)
         if (again := _compared_again(q, picked, chat, ids)) is not None:
@@ -134,8 +137,11 @@ def _route_one(text: str, chat: Chat) -> Plan:
         if q.referent.both and len(chat.pending) != 2:  # "both", answering "which two of these four?"
             why = f"you said both, but I asked about {len(chat.pending)} faces; say which two"
             fixed = Grounding.fail("ambiguous", list(chat.pending), why)
+    elif chat.last_intent in ("attribute", "reasoning"):  # "is he smiling?" -> "and her?": her Yes or No
+        q = _still_asked(q, chat, ids)
     intent = _intent(q, chat)
-    base = {"referent": " ".join(q.referent.words), "question": text, "named": tuple(q.attributes), "yes_no": q.yes_no}
+    base = {"referent": " ".join(q.referent.words), "question": text, "named": tuple(q.attributes), "yes_no": q.yes_no,
+            "asks": chat.last_question if q is not said else ""}
     if intent in ("not_visible", "help"):
         vlm = "not_visible" if intent == "not_visible" else "open_question" if q.leftover else None
         return Plan(intent=intent, status="unsupported", topic=q.topic, vlm=vlm, candidates=tuple(chat.faces), **base)
@@ -191,17 +197,17 @@ def _compared_again(q: Question, picked: Chat, chat: Chat, ids: set[int]) -> Pla
     """After "is she older than person 1?" -> "which woman?", a bare reply that picks one of them ("the one on the
     left") asks the comparison again, with that face named by number in place of the words that were ambiguous
     (the first referring phrase whose replacement grounds the question with that face). None otherwise."""
-    if not (_reply(q) and chat.last_intent == "compare" and chat.pending_question):
+    if not (_reply(q) and chat.last_intent == "compare" and chat.last_question):
         return None
     g = ground(q.referent, picked.faces, picked.n_images, picked.focus)
     if g.status != "ok" or len(g.targets) != 1:
         return None
     face = g.targets[0]
     name = f"person {face.face}" + (f" in photo {face.image}" if chat.n_images > 1 else "")
-    fresh = replace(chat, pending=[], pending_question="")
-    before = _route_one(chat.pending_question, fresh)  # the same comparison must come out, not "who is person 2"
-    for phrase in read(chat.pending_question, ids).referent.words:
-        text = re.sub(rf"(?<!\w){re.escape(phrase)}(?!\w)", name, chat.pending_question, count=1)
+    fresh = replace(chat, pending=[], last_question="")
+    before = _route_one(chat.last_question, fresh)  # the same comparison must come out, not "who is person 2"
+    for phrase in read(chat.last_question, ids).referent.words:
+        text = re.sub(rf"(?<!\w){re.escape(phrase)}(?!\w)", name, chat.last_question, count=1)
         plan = _route_one(text, fresh)
         if plan.status == "ok" and face in plan.candidates and _key(plan)[:2] == _key(before)[:2]:
             return plan
@@ -209,12 +215,13 @@ def _compared_again(q: Question, picked: Chat, chat: Chat, ids: set[int]) -> Pla
 
 
 def _still_asked(q: Question, chat: Chat, ids: set[int]) -> Question:
-    """A bare reply to "which one do you mean?" ("the one on the right", "both") still asks what was asked:
-    after "is she smiling?" it gets a Yes or No, after "why is she happy or sad?" which of them, after "is she
-    over 40?" which side. The attributes and the intent carry over as for any follow-up (`_intent`, `_attributes`)."""
-    if not (_reply(q) and chat.pending_question):
+    """A bare follow-up ("and her?", "the others?") or reply to "which one do you mean?" ("the one on the right",
+    "both") still asks what was asked: after "is she smiling?" it gets a Yes or No, after "why is she happy or sad?"
+    which of them, after "is she over 40?" which side (its plan's `asks` keeps that question for the next hop).
+    The attributes and the intent carry over as for any follow-up (`_intent`, `_attributes`)."""
+    if not (_reply(q) and chat.last_question):
         return q
-    asked = read(chat.pending_question, ids)
+    asked = read(chat.last_question, ids)
     return replace(q, asked=asked.asked, ages=asked.ages, choice=asked.choice, yes_no=asked.yes_no)
 
 
