@@ -1,6 +1,7 @@
 """Dataset-building throughput, scaling and memory on a synthetic FairFace-layout set, one machine vs Ray.
 
     python bench/bench_build_dataset.py [--rows 20000] [--small 5000] [--size 224] [--old-pool-commit 2cff083]
+                                        [--photos UTKFACE_FOLDER --photo-rows 2000]
 
 Images are generated once into bench/results/cache/ (224 px JPEGs like FairFace's
 padding-0.25 crops) and reused. Each build runs in a fresh subprocess, in one run:
@@ -14,6 +15,11 @@ padding-0.25 crops) and reused. Each build runs in a fresh subprocess, in one ru
   the whole process tree (driver, raylet, actors) and for the driver alone;
 - a simulated two-node cluster: two `ray start` nodes of one CPU each on this machine,
   the build joining it by address with 2 workers (one actor per node).
+
+- with --photos (a UTKFace folder of real face photos, kept outside the repository): the
+  first --photo-rows photos (copied once into bench/results/cache/), built with
+  `--crop detect` as a user's build of real photos runs (YuNet finds and cuts every
+  face): one machine, Ray with 1 and with 2 workers, and their scaling.
 
 Every build's shards are hashed: one machine, Ray 1/2 workers and two nodes must write
 byte-identical shards (the old pool is older code, so its rows are not compared).
@@ -97,8 +103,9 @@ def own_cpu():
     return usage.ru_utime + usage.ru_stime
 
 if __name__ == "__main__":
-    root, out, mode, workers, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-    job = FaceJobConfig(crop=CropConfig(mode="trust", size=size))
+    spec, out, mode, workers, size, crop = sys.argv[1:7]
+    job = FaceJobConfig(crop=CropConfig(mode=crop, size=int(size)))
+    workers = int(workers)
     if mode == "old-pool":
         config = BuildConfig(job=job, processes=workers)
     elif mode == "one-machine":
@@ -112,7 +119,7 @@ if __name__ == "__main__":
     sampler.start()
     time.sleep(0.5)  # a first reading of Ray's processes before the build
     started, driver_cpu = time.perf_counter(), own_cpu()
-    summary = run_build([Source.parse(f"fairface={root}")], out, config, overwrite=True, progress=False)
+    summary = run_build([Source.parse(spec)], out, config, overwrite=True, progress=False)
     seconds_taken, driver_cpu = time.perf_counter() - started, own_cpu() - driver_cpu
     stop.set()
     sampler.join()
@@ -156,11 +163,29 @@ def old_code(commit: str, folder: Path) -> Path:
     return folder
 
 
-def build(root: Path, mode: str, workers: int, size: int, pythonpath: Path = REPO, label: str = "") -> dict:
+def photos(folder: Path, rows: int) -> Path:
+    """The first `rows` UTKFace photos of `folder` (sorted by name), copied once into the cache."""
+    import shutil
+
+    root = RESULTS / "cache" / f"utkface-{rows}"
+    if not root.is_dir():
+        chosen = sorted(p for p in folder.rglob("*.jpg") if p.is_file())[:rows]
+        if len(chosen) < rows:
+            raise SystemExit(f"{folder} holds {len(chosen)} photos, fewer than --photo-rows {rows}")
+        (root / "images").mkdir(parents=True)
+        for path in chosen:
+            shutil.copyfile(path, root / "images" / path.name)
+    print(f"photos: {rows} UTKFace photos at {root}")
+    return root
+
+
+def build(root: Path, mode: str, workers: int, size: int, pythonpath: Path = REPO, label: str = "",
+          source: str = "fairface", crop: str = "trust") -> dict:
     with tempfile.TemporaryDirectory(prefix="faceqa-bench-") as folder:
         env = {**os.environ, "PYTHONPATH": str(pythonpath), "TQDM_DISABLE": "1"}
-        result = subprocess.run([sys.executable, "-c", CHILD, str(root), f"{folder}/out", mode, str(workers),
-                                 str(size)], capture_output=True, text=True, env=env, cwd=folder)  # not this checkout
+        result = subprocess.run([sys.executable, "-c", CHILD, f"{source}={root}", f"{folder}/out", mode,
+                                 str(workers), str(size), crop], capture_output=True, text=True, env=env,
+                                cwd=folder)  # not this checkout
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-3000:])
     record = json.loads(result.stdout.strip().splitlines()[-1])
@@ -233,6 +258,8 @@ def main() -> None:
     parser.add_argument("--old-pool-commit", default="2cff083",
                         help="a commit whose faceqa/finetune/parallel.py is the pool Ray replaced")
     parser.add_argument("--skip-two-nodes", action="store_true")
+    parser.add_argument("--photos", type=Path, help="a UTKFace folder: also build real photos with --crop detect")
+    parser.add_argument("--photo-rows", type=int, default=2000)
     args = parser.parse_args()
 
     large, small = dataset(args.rows, args.size), dataset(args.small, args.size)
@@ -248,6 +275,13 @@ def main() -> None:
     if not args.skip_two_nodes:
         with TwoNodes() as nodes:
             runs["two_nodes_2"] = build(large, nodes.address, 2, args.size, label="Ray, two local nodes")
+
+    if args.photos:
+        real = photos(args.photos, args.photo_rows)
+        for name, mode, workers in (("photos_local", "one-machine", 1), ("photos_ray_1", "local", 1),
+                                    ("photos_ray_2", "local", 2)):
+            runs[name] = build(real, mode, workers, args.size, label=f"photos, detect ({mode})", source="utkface",
+                               crop="detect")
 
     rate = {name: run["rows_per_second"] for name, run in runs.items()}
     cpu = runs["ray_2"]["cpu_ms_per_row"]
@@ -269,6 +303,15 @@ def main() -> None:
         "peak_rss_growth_driver": runs["ray_2"]["peak_rss_mb_driver"] / runs["ray_2_small"]["peak_rss_mb_driver"],
         "same_shards_as_one_machine": same,
     }
+    if args.photos:
+        cpu = runs["photos_ray_2"]["cpu_ms_per_row"]
+        results["photos"] = {
+            "rows": args.photo_rows, "scaling_ray_2_vs_1": rate["photos_ray_2"] / rate["photos_ray_1"],
+            "ray_1_vs_no_ray": rate["photos_ray_1"] / rate["photos_local"],
+            "scaling_bound_2_vs_1_from_cpu": 2 * cpu["actors"] / sum(cpu.values()),
+            "same_shards_as_one_machine": {name: runs[name]["shards_sha256"] == runs["photos_local"]["shards_sha256"]
+                                           for name in ("photos_ray_1", "photos_ray_2")},
+        }
     save("bench_build_dataset", results)
     print(f"Ray 2 vs 1 worker {results['scaling_ray_2_vs_1']:.2f}x (target >= 1.8; the CPU seconds per row bound it "
           f"at {results['scaling_bound_2_vs_1_from_cpu']:.2f}x, 2a/(a+d) = "
@@ -276,6 +319,10 @@ def main() -> None:
           f"pool {results['ray_2_vs_old_pool_2']:.2f}x (target >= 1.0); peak RSS {args.small} -> {args.rows} rows: "
           f"tree {results['peak_rss_growth_tree']:.2f}x, driver {results['peak_rss_growth_driver']:.2f}x; "
           f"byte-identical shards: {same}")
+    if args.photos:
+        p = results["photos"]
+        print(f"real photos, --crop detect: Ray 2 vs 1 worker {p['scaling_ray_2_vs_1']:.2f}x (CPU bound "
+              f"{p['scaling_bound_2_vs_1_from_cpu']:.2f}x); byte-identical shards: {p['same_shards_as_one_machine']}")
 
 
 if __name__ == "__main__":
