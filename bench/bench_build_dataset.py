@@ -17,7 +17,7 @@ padding-0.25 crops) and reused. Each build runs in a fresh subprocess, in one ru
   the build joining it by address with 2 workers (one actor per node).
 
 - with --photos (a UTKFace folder of real face photos, kept outside the repository): the
-  first --photo-rows photos (copied once into bench/results/cache/), built with
+  first --photo-rows photos (linked from a temporary folder), built with
   `--crop detect` as a user's build of real photos runs (YuNet finds and cuts every
   face): one machine, Ray with 1 and with 2 workers, and their scaling.
 
@@ -163,20 +163,17 @@ def old_code(commit: str, folder: Path) -> Path:
     return folder
 
 
-def photos(folder: Path, rows: int) -> Path:
-    """The first `rows` UTKFace photos of `folder` (sorted by name), copied once into the cache."""
-    import shutil
-
-    root = RESULTS / "cache" / f"utkface-{rows}"
-    if not root.is_dir():
-        chosen = sorted(p for p in folder.rglob("*.jpg") if p.is_file())[:rows]
-        if len(chosen) < rows:
-            raise SystemExit(f"{folder} holds {len(chosen)} photos, fewer than --photo-rows {rows}")
-        (root / "images").mkdir(parents=True)
-        for path in chosen:
-            shutil.copyfile(path, root / "images" / path.name)
-    print(f"photos: {rows} UTKFace photos at {root}")
-    return root
+def photos(folder: Path, rows: int, into: Path) -> Path:
+    """The first `rows` UTKFace photos of `folder` (sorted by name), linked (not copied: they stay where they are)."""
+    chosen = sorted(p for p in folder.rglob("*.jpg") if p.is_file())[:rows]
+    if len(chosen) < rows:
+        raise SystemExit(f"{folder} holds {len(chosen)} photos, fewer than --photo-rows {rows}")
+    root = into / "images"
+    root.mkdir(parents=True)
+    for path in chosen:
+        (root / path.name).symlink_to(path.resolve())
+    print(f"photos: {rows} UTKFace photos of {folder}")
+    return into
 
 
 def build(root: Path, mode: str, workers: int, size: int, pythonpath: Path = REPO, label: str = "",
@@ -277,11 +274,12 @@ def main() -> None:
             runs["two_nodes_2"] = build(large, nodes.address, 2, args.size, label="Ray, two local nodes")
 
     if args.photos:
-        real = photos(args.photos, args.photo_rows)
-        for name, mode, workers in (("photos_local", "one-machine", 1), ("photos_ray_1", "local", 1),
-                                    ("photos_ray_2", "local", 2)):
-            runs[name] = build(real, mode, workers, args.size, label=f"photos, detect ({mode})", source="utkface",
-                               crop="detect")
+        with tempfile.TemporaryDirectory(prefix="faceqa-photos-") as folder:
+            real = photos(args.photos, args.photo_rows, Path(folder))
+            for name, mode, workers in (("photos_local", "one-machine", 1), ("photos_ray_1", "local", 1),
+                                        ("photos_ray_2", "local", 2)):
+                runs[name] = build(real, mode, workers, args.size, label=f"photos, detect ({mode})",
+                                   source="utkface", crop="detect")
 
     rate = {name: run["rows_per_second"] for name, run in runs.items()}
     cpu = runs["ray_2"]["cpu_ms_per_row"]
