@@ -10,9 +10,9 @@ augmentation): the age network moves by years with a one-pixel shift of its chip
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime as ort
 
 from faceqa.artifacts import resolve
 from faceqa.prompts.taxonomy import AGE_GROUPS, age_group
@@ -20,6 +20,9 @@ from faceqa.schema import AgeEstimate
 
 from .base import AttributeModel, Attributes, FaceView, label_score
 from .landmarks import chip
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 _MEANS = np.array([122.781998, 117.000999, 104.297997], dtype=np.float32)
 AGE_CHIP, GENDER_CHIP = 64, 32
@@ -36,6 +39,8 @@ _SPREAD /= _SPREAD.sum(axis=1, keepdims=True)
 
 def session(slot: str, threads: int) -> ort.InferenceSession:
     """An onnxruntime CPU session on one model slot's file, with the engine's thread budget."""
+    import onnxruntime as ort  # here, not at the top: a build's workers that only detect faces never load it
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

@@ -12,7 +12,6 @@ from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
 
 from faceqa.artifacts import resolve
 
@@ -27,6 +26,8 @@ class FerEmotion(AttributeModel):
     source = "fer mini-Xception (FER2013, 7 classes)"
 
     def __init__(self, threads: int = 1):
+        from ai_edge_litert.interpreter import Interpreter  # here: loading LiteRT is for those who use the model
+
         with _quiet_stderr():  # LiteRT announces its XNNPACK delegate on fd 2, into users' terminals
             self._interpreter = Interpreter(model_path=str(resolve("emotion")), num_threads=threads)
             self._interpreter.allocate_tensors()

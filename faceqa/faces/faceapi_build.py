@@ -25,8 +25,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .faceapi_expression import INPUT_SIZE
+
 MEAN_RGB = (122.782, 117.001, 104.298)
-INPUT_SIZE = 112
 OPSET = 17
 
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from .age_gender import session
 from .base import AttributeModel, Attributes, FaceView, label_score
-from .faceapi_build import INPUT_SIZE
+
+INPUT_SIZE = 112  # face-api's chip side, which faceapi_build's graphs take
 
 # face-api's FACE_EXPRESSION_LABELS (neutral, happy, sad, angry, fearful, disgusted, surprised) in our taxonomy
 LABELS = ("Neutral", "Happiness", "Sadness", "Anger", "Fear", "Disgust", "Surprise")
