@@ -115,7 +115,7 @@ def run_build(sources: Iterable[Source], out: str | Path, config: BuildConfig, o
     audit = LabelAudit()
     read: dict[str, int] = {}
     records = _fresh(sources, audit, done, read)
-    stage = _stage(config, out)
+    stage = _stage(config, out.resolve())  # absolute: a cluster's actors have working directories of their own
     try:
         builder = _ShardBuilder(config, manifest, index, stage)
         with tqdm(desc="faces", unit="row", disable=not progress, initial=len(done)) as bar:
