@@ -11,12 +11,20 @@ The crop is a square centred on the face box, its side the box's longer side gro
 by `margin` on each side (FairFace's own crops use padding 0.25), resized to `size`.
 Parts outside the photo are filled by edge replication rather than black bars: a
 black border is a shortcut feature (faces near the photo's edge) that a model would
-otherwise learn. The module is a leaf (numpy and PIL only) so both sides import it
-without importing each other.
+otherwise learn.
+
+A crop reaches a model as bytes, and the bytes are part of what it learns: a training
+row holds each crop as JPEG at the build's quality, artifacts and all. So `encode_jpeg`
+is the one encoder of a crop's bytes: the dataset builder writes rows with it, the
+evaluator sends those bytes, and the VLM serving path (`faceqa.vlm.endpoint`) encodes at
+the quality the adapter's recipe records (`JPEG_QUALITY`, the builder's default, when it
+records none). The module is a leaf (numpy and PIL only) so every side imports it
+without importing the others.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,6 +32,7 @@ from PIL import Image
 
 MARGIN = 0.25  # context on each side, as a fraction of the face box's longer side
 SIZE = 224  # PaliGemma-224's input side
+JPEG_QUALITY = 95  # the dataset builder's JPEG quality of face crops, unless a build sets another
 
 
 def square_around(box: Sequence[float], margin: float) -> tuple[int, int, int]:
@@ -53,3 +62,10 @@ def face_crop(rgb: np.ndarray, box: Sequence[float], margin: float = MARGIN, siz
     if size is None or size == side:
         return region
     return np.asarray(Image.fromarray(region).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    """The JPEG bytes of an RGB array at `quality` (PIL's 0-100): a training row's image, what a served adapter gets."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()

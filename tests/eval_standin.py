@@ -30,11 +30,20 @@ def image_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def sent_image_files(request: dict) -> list[tuple[str, bytes]]:
+    """(media type, encoded bytes) of each image of a chat request's last message, in order: exactly what was sent."""
+    parts = request["messages"][-1]["content"]
+    files = []
+    for part in parts:
+        if part["type"] == "image_url":
+            header, payload = part["image_url"]["url"].split(",", 1)
+            files.append((header.removeprefix("data:").removesuffix(";base64"), base64.b64decode(payload)))
+    return files
+
+
 def sent_images(request: dict) -> list[np.ndarray]:
     """The images of a chat request's last message, decoded to RGB arrays, in order."""
-    parts = request["messages"][-1]["content"]
-    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(p["image_url"]["url"].split(",", 1)[1]))).convert("RGB"))
-            for p in parts if p["type"] == "image_url"]
+    return [np.asarray(Image.open(io.BytesIO(data)).convert("RGB")) for _, data in sent_image_files(request)]
 
 
 def sent_text(request: dict) -> str:

@@ -16,8 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 from conftest import noise
+from eval_standin import sent_image_files
 from PIL import Image
 
+from faceqa.crops import encode_jpeg
 from faceqa.vlm.base import GenerationParams, VLMError, VLMRequest
 from faceqa.vlm.openai_backend import OpenAIBackend, image_data_url
 
@@ -136,11 +138,22 @@ def test_images_travel_as_data_urls_in_order(stand_in):
         assert (np.asarray(decode_data_url(part["image_url"]["url"])) == noise(seed)).all()  # PNG is lossless
 
 
-def test_jpeg_data_urls(stand_in):
-    OpenAIBackend(stand_in.url, model="m", image_format="jpeg").generate([noise(0)], "Hi")
-    url = stand_in.requests[0]["messages"][0]["content"][0]["image_url"]["url"]
-    assert url.startswith("data:image/jpeg;base64,")
-    assert decode_data_url(url).size == (40, 48)  # noise() is 48 rows by 40 columns
+def test_a_jpeg_quality_sends_the_bytes_of_the_training_rows_encoder(stand_in):
+    OpenAIBackend(stand_in.url, model="m", jpeg_quality=60).generate([noise(0), Image.fromarray(noise(1))], "Hi")
+    assert sent_image_files(stand_in.requests[0]) == [("image/jpeg", encode_jpeg(noise(0), 60)),
+                                                       ("image/jpeg", encode_jpeg(noise(1), 60))]
+
+
+def test_without_a_jpeg_quality_images_go_as_lossless_png(stand_in):
+    OpenAIBackend(stand_in.url, model="m").generate([noise(0)], "Hi")
+    [(media_type, data)] = sent_image_files(stand_in.requests[0])
+    assert media_type == "image/png" and (np.asarray(Image.open(io.BytesIO(data))) == noise(0)).all()
+
+
+@pytest.mark.parametrize("quality", [-1, 101])
+def test_a_jpeg_quality_outside_0_to_100_is_refused(quality):
+    with pytest.raises(ValueError, match="jpeg_quality must be 0 to 100"):
+        OpenAIBackend("http://127.0.0.1:9/v1", model="m", jpeg_quality=quality)
 
 
 def test_model_defaults_to_the_servers_first_model(stand_in):

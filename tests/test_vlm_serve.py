@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -187,42 +188,80 @@ def test_faceqa_ask_uses_the_prompt_style_the_served_adapter_was_trained_with(ti
             result.output
 
 
-def test_the_served_adapter_is_sent_the_face_crop_its_recipe_records(tiny, tmp_path, examples):
-    """The crop travels with the adapter: `faceqa ask --backend vlm` and `faceqa serve`'s faceqa-vlm read it."""
-    import base64
-    import io
+def _faceqa_vlm_fill(config, rgb, report) -> None:
+    """Fill `report` with `faceqa serve`'s faceqa-vlm attribute engine for `config`, as one API request would."""
+    from faceqa.app.service import Budget, _vlm_attributes
 
-    import numpy as np
-    from PIL import Image
+    _vlm_attributes(config, lambda: Budget(time.monotonic() + 600)).fill(rgb, report)
+
+
+def test_the_served_adapter_is_sent_the_face_crop_its_recipe_records(tiny, tmp_path, examples):
+    """The crop travels with the adapter: `faceqa ask --backend vlm` and `faceqa serve`'s faceqa-vlm read it, and
+    send each face as the JPEG bytes a training row of that face holds (the build's quality, the shared encoder)."""
+    from eval_standin import sent_image_files
 
     import faceqa
     from faceqa import crops
     from faceqa.app.config import ServerConfig
-    from faceqa.app.service import _vlm_attributes
     from faceqa.cli import app as faceqa_app
     from faceqa.images import load_image
     from faceqa.vlm.recipe import Recipe, crop_of, served_recipe
 
     adapter = _adapter_with_recipe(tiny, tmp_path / "lora")
-    Recipe(str(tiny / "paligemma"), "paligemma", "paligemma", "image", 96, 0.5).save(adapter)
+    Recipe(str(tiny / "paligemma"), "paligemma", "paligemma", "image", 96, 0.5, "detect", jpeg_quality=60).save(adapter)
     models = [{"id": "faces", "object": "model", "root": str(adapter)}]
     photo = examples / "astronaut.png"
+    rgb, report = load_image(photo), faceqa.analyze(photo)
+    trained = ("image/jpeg", crops.encode_jpeg(crops.face_crop(rgb, report.faces[0].box, 0.5, 96), 60))
     with FakeVLLM(models) as vllm:
         result = CliRunner().invoke(faceqa_app, ["ask", "--backend", "vlm", "--base-url", vllm.base_url, "--model",
                                                  "faces", str(photo), "How does she feel?"])
         assert result.exit_code == 0, result.output
         style, recipe = served_recipe("auto", vllm.base_url, "faces")
-    sent = [p["image_url"]["url"] for body in vllm.received for p in body["messages"][0]["content"]
-            if p["type"] == "image_url"]
-    assert sent
-    expected = crops.face_crop(load_image(photo), faceqa.analyze(photo).faces[0].box, 0.5, 96)
-    for url in sent:
-        pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
-        assert pixels.shape == (96, 96, 3) and np.abs(pixels.astype(int) - expected.astype(int)).mean() < 2
-    assert (style, crop_of(recipe)) == ("paligemma", {"margin": 0.5, "crop_size": 96})
-    config = ServerConfig(vlm_base_url=vllm.base_url, vlm_model="faces", vlm_crop=crop_of(recipe))
-    settings = _vlm_attributes(config, lambda: None).config
-    assert (settings.margin, settings.crop_size) == (0.5, 96)
+        assert vllm.received and all(sent_image_files(body) == [trained] for body in vllm.received)
+        assert (style, crop_of(recipe)) == ("paligemma", {"margin": 0.5, "crop_size": 96})
+        asked = len(vllm.received)
+        config = ServerConfig(vlm_base_url=vllm.base_url, vlm_model="faces", vlm_recipe=recipe)
+        _faceqa_vlm_fill(config, rgb, report)
+        served = vllm.received[asked:]
+        assert served and all(sent_image_files(body) == [trained] for body in served)
+
+
+def test_a_model_without_a_recipe_is_sent_the_default_crop_as_lossless_png(tiny, examples):
+    import numpy as np
+    from eval_standin import sent_image_files, sent_images
+
+    import faceqa
+    from faceqa import crops
+    from faceqa.app.config import ServerConfig
+    from faceqa.cli import app as faceqa_app
+    from faceqa.images import load_image
+
+    photo = examples / "astronaut.png"
+    rgb, report = load_image(photo), faceqa.analyze(photo)
+    expected = crops.face_crop(rgb, report.faces[0].box)
+    with FakeVLLM([{"id": "base", "object": "model", "root": str(tiny / "llava")}]) as vllm:
+        result = CliRunner().invoke(faceqa_app, ["ask", "--backend", "vlm", "--base-url", vllm.base_url, "--model",
+                                                 "base", str(photo), "How does she feel?"])
+        assert result.exit_code == 0, result.output
+        asked = len(vllm.received)
+        _faceqa_vlm_fill(ServerConfig(vlm_base_url=vllm.base_url, vlm_model="base"), rgb, report)
+    assert 0 < asked < len(vllm.received)
+    for body in vllm.received:
+        assert [media for media, _ in sent_image_files(body)] == ["image/png"]
+        assert np.array_equal(sent_images(body)[0], expected)
+
+
+def test_an_adapter_is_served_at_its_builds_jpeg_quality_or_the_builders_default():
+    from faceqa.crops import JPEG_QUALITY
+    from faceqa.finetune.worker import FaceJobConfig
+    from faceqa.vlm.recipe import Recipe, jpeg_quality_of
+
+    recorded = Recipe("base", "paligemma", "paligemma", "image", 96, 0.5, "detect", jpeg_quality=60)
+    older = Recipe("base", "paligemma", "paligemma", "image", 96, 0.5)  # a build that recorded no quality
+    assert jpeg_quality_of(recorded) == 60
+    assert jpeg_quality_of(older) == JPEG_QUALITY == FaceJobConfig().jpeg_quality == 95
+    assert jpeg_quality_of(None) is None  # a base or hosted model: PNG
 
 
 def test_faceqa_serve_checks_the_vlm_model_before_serving(tiny, tmp_path):

@@ -65,15 +65,14 @@ def serve(
     """Serve the assistant as an OpenAI-compatible API (chat completions with image_url parts)."""
     import uvicorn
 
-    from faceqa.vlm.recipe import crop_of, served_recipe
+    from faceqa.vlm.recipe import served_recipe
 
     from .server import create_app
 
-    vlm_style, vlm_crop = _defaults.vlm_style, _defaults.vlm_crop
+    vlm_style, vlm_recipe = _defaults.vlm_style, _defaults.vlm_recipe
     if vlm_base_url and vlm_model:  # also checks, before serving anyone, that the VLM server has the model
         try:
-            vlm_style, recipe = served_recipe(prompt_style, vlm_base_url, vlm_model, vlm_api_key)
-            vlm_crop = crop_of(recipe)
+            vlm_style, vlm_recipe = served_recipe(prompt_style, vlm_base_url, vlm_model, vlm_api_key)
         except ValueError as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(2) from None
@@ -84,7 +83,7 @@ def serve(
         max_images=max_images, max_pixels=max_pixels, max_messages=max_messages,
         max_question_chars=max_question_chars, request_timeout=timeout, workers=workers, threads=threads,
         max_pending=max_pending, cache_size=cache_size, vlm_base_url=vlm_base_url, vlm_model=vlm_model,
-        vlm_api_key=vlm_api_key, vlm_style=vlm_style, vlm_crop=vlm_crop, allowed_hosts=tuple(allowed_host or ()),
+        vlm_api_key=vlm_api_key, vlm_style=vlm_style, vlm_recipe=vlm_recipe, allowed_hosts=tuple(allowed_host or ()),
     )
     try:
         config.check()

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from faceqa.prompts.templates import STYLES
+
+if TYPE_CHECKING:
+    from faceqa.vlm.recipe import Recipe
 
 LOCAL_MODEL = "faceqa-local"
 VLM_MODEL = "faceqa-vlm"
@@ -47,7 +50,7 @@ class ServerConfig:
     vlm_model: str | None = None
     vlm_api_key: str | None = field(default=None, repr=False)
     vlm_style: str = "chat"  # prompt wording: "chat", or "paligemma" for PaliGemma's task prefixes
-    vlm_crop: dict[str, Any] = field(default_factory=dict)  # the adapter's trained crop (recipe.crop_of); {}: defaults
+    vlm_recipe: Recipe | None = None  # the served adapter's (its crop and JPEG quality); None: a base or hosted model
     # Host headers answered (DNS-rebinding protection); empty means the loopback names when listening on
     # loopback, and any host otherwise (then API keys are required anyway); "*" turns the check off.
     allowed_hosts: tuple[str, ...] = ()

@@ -29,7 +29,7 @@ def ask_remote(settings: dict, photos: list[np.ndarray], messages: list[dict], t
     history = [_turn(m["role"], m["content"]) for m in messages[:-1] if not m.get("error")]
     last = messages[-1]["content"]
     parts: list[ChatCompletionContentPartParam] = [{"type": "text", "text": last}]
-    parts += [{"type": "image_url", "image_url": {"url": image_data_url(rgb, "jpeg")}} for rgb in photos]
+    parts += [{"type": "image_url", "image_url": {"url": image_data_url(rgb, jpeg_quality=95)}} for rgb in photos]
     client = openai_client(settings["base_url"], settings.get("api_key"), timeout, max_retries=1)
     try:
         reply = client.chat.completions.create(model=settings["model"],

@@ -195,12 +195,14 @@ class DeadlineBackend(VLMBackend):
 def _vlm_attributes(config: ServerConfig, budget: Callable[[], Budget]):
     from faceqa.vlm.attributes import VLMAttributes, VLMAttributesConfig
     from faceqa.vlm.openai_backend import OpenAIBackend
+    from faceqa.vlm.recipe import crop_of, jpeg_quality_of
 
     if config.vlm_base_url is None or config.vlm_model is None:
         raise ValueError("faceqa-vlm needs vlm_base_url and vlm_model (ServerConfig.check says so first)")
-    inner = OpenAIBackend(config.vlm_base_url, config.vlm_model, config.vlm_api_key, timeout=config.request_timeout)
+    inner = OpenAIBackend(config.vlm_base_url, config.vlm_model, config.vlm_api_key, timeout=config.request_timeout,
+                          jpeg_quality=jpeg_quality_of(config.vlm_recipe))  # the adapter's training encoding
     style = cast(Literal["chat", "paligemma"], config.vlm_style)  # one of prompts.templates.STYLES, by check()
-    settings = VLMAttributesConfig(style=style, **config.vlm_crop)  # the crop the adapter was trained on
+    settings = VLMAttributesConfig(style=style, **crop_of(config.vlm_recipe))  # the crop the adapter was trained on
     return VLMAttributes(DeadlineBackend(inner, inner.client, budget), settings)
 
 

@@ -64,14 +64,14 @@ def ask(
             err.print("[red]error:[/red] --backend vlm needs --base-url and --model", highlight=False)
             raise typer.Exit(2)
         from faceqa.vlm.attributes import served_attributes
-        from faceqa.vlm.recipe import crop_of, served_recipe
+        from faceqa.vlm.recipe import served_recipe
 
         try:
             style, recipe = served_recipe(prompt_style, base_url, model, api_key)
         except ValueError as error:
             err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
-        attributes = served_attributes(base_url, model, api_key, style, crop=crop_of(recipe))
+        attributes = served_attributes(base_url, model, api_key, style, recipe=recipe)
     elif backend != "local":
         err.print(f"[red]error:[/red] unknown backend {backend!r}: use local or vlm", highlight=False)
         raise typer.Exit(2)

@@ -104,7 +104,7 @@ class ModelImage:
     def __call__(self, item: FaceRecord) -> bytes:
         if self.crop is None:
             return encoded_image(item)
-        from faceqa.finetune.collage import encode_jpeg
+        from faceqa.crops import encode_jpeg
         from faceqa.finetune.crop import NoFace
         from faceqa.images import BadImage
 

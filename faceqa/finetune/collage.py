@@ -35,8 +35,3 @@ def collage(jpegs: list[bytes], side: int, gap: int = 4) -> np.ndarray:
             canvas.paste(face.convert("RGB").resize((tile, tile), Image.Resampling.BILINEAR), (x, y))
     return np.asarray(canvas)
 
-
-def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .collage import collage, encode_jpeg, tile_boxes
+from faceqa.crops import encode_jpeg
+
+from .collage import collage, tile_boxes
 from .store import shard_table
 from .tasks import ATTRIBUTES, Sample, composite_samples, marks_samples
 

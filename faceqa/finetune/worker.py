@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from faceqa.crops import JPEG_QUALITY, encode_jpeg
 from faceqa.datasets.readers import FaceRecord
 from faceqa.images import BadImage
 
-from .collage import encode_jpeg
 from .crop import CropConfig, FaceCropper, NoFace
 from .dedup import dhash
 from .rows import Plan, assemble, face_rows
@@ -42,7 +42,7 @@ class FaceJobConfig:
     seed: int = 0
     hash_size: int = 8
     engine_action_units: bool = True  # geometric AU cues from the face engine when a dataset has none
-    jpeg_quality: int = 95
+    jpeg_quality: int = JPEG_QUALITY
 
 
 @dataclass(frozen=True)

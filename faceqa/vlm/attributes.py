@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from faceqa.prompts.taxonomy import ATTRIBUTES
 from faceqa.schema import AgeEstimate, FaceReport, ImageReport, LabelScore
 
 from .base import GenerationParams, Message, VLMBackend, VLMError, VLMRequest
+from .recipe import Recipe, crop_of, jpeg_quality_of
 
 log = logging.getLogger(__name__)
 
@@ -181,12 +182,14 @@ class VLMAttributes:
 
 def served_attributes(
     base_url: str, model: str, api_key: str | None = None, style: Literal["chat", "paligemma"] = "chat",
-    timeout: float = 120.0, crop: dict[str, Any] | None = None,
+    timeout: float = 120.0, recipe: Recipe | None = None,
 ) -> VLMAttributes:
     """The attribute engine over any OpenAI-compatible server (vLLM, a hosted model): what `--backend vlm` means.
 
-    `crop`: the face crop the adapter was trained on (`recipe.crop_of`), else faceqa.crops' defaults."""
+    With the served adapter's `recipe`, faces are cut with its crop and sent as JPEG at its
+    build's quality, as its training rows hold them; without one, faceqa.crops' crop as PNG."""
     from .openai_backend import OpenAIBackend
 
-    backend = OpenAIBackend(base_url=base_url, model=model, api_key=api_key, timeout=timeout)
-    return VLMAttributes(backend, VLMAttributesConfig(style=style, **(crop or {})))
+    backend = OpenAIBackend(base_url=base_url, model=model, api_key=api_key, timeout=timeout,
+                            jpeg_quality=jpeg_quality_of(recipe))
+    return VLMAttributes(backend, VLMAttributesConfig(style=style, **crop_of(recipe)))

@@ -5,6 +5,10 @@ builds its client here and encodes its images here, so a key placeholder, a time
 an encoding choice is made once. Images travel inline as base64 `data:` URLs, so the server
 needs no access to our files and nothing is written to disk. `openai` is imported when a
 client is built, so importing this module costs nothing.
+
+Decoded pixels are sent as lossless PNG unless a JPEG quality is given; then they are
+encoded by `faceqa.crops.encode_jpeg`, the encoder of the dataset builder's rows, so a
+served adapter gets the very bytes a training row of that crop holds.
 """
 
 from __future__ import annotations
@@ -12,7 +16,11 @@ from __future__ import annotations
 import base64
 import io
 import mimetypes
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from faceqa.crops import encode_jpeg
 
 from .base import ImageLike, to_pil
 
@@ -37,8 +45,11 @@ def file_data_url(data: bytes, name: str) -> str:
     return data_url(data, mimetypes.guess_type(name)[0] or "image/jpeg")
 
 
-def image_data_url(image: ImageLike, fmt: Literal["png", "jpeg"] = "png") -> str:
-    """Encode decoded pixels as a data URL; PNG is lossless, JPEG (quality 95) is smaller."""
+def image_data_url(image: ImageLike, jpeg_quality: int | None = None) -> str:
+    """Decoded pixels as a data URL: lossless PNG, or with `jpeg_quality` the shared JPEG encoder's bytes."""
+    pil = to_pil(image)
+    if jpeg_quality is not None:
+        return data_url(encode_jpeg(np.asarray(pil), jpeg_quality), "image/jpeg")
     buffer = io.BytesIO()
-    to_pil(image).save(buffer, format="PNG" if fmt == "png" else "JPEG", quality=95)
-    return data_url(buffer.getvalue(), f"image/{fmt}")
+    pil.save(buffer, format="PNG")
+    return data_url(buffer.getvalue(), "image/png")

@@ -5,6 +5,12 @@ access to our files and nothing is written to disk. Retries with exponential
 back-off on 429, 5xx, timeouts and connection errors are the official `openai`
 client's own (it also honours `Retry-After`); this class adds a limit on requests
 in flight, so a batch cannot flood a server that queues poorly.
+
+Images go as lossless PNG unless `jpeg_quality` is set; then as JPEG at that quality,
+encoded by `faceqa.crops.encode_jpeg` like the dataset builder's rows. A fine-tuned
+adapter is served with the quality its recipe records (`faceqa.vlm.recipe.jpeg_quality_of`),
+so it sees the JPEG artifacts it was trained on; a base or hosted model has no training
+encoding to match, so it keeps PNG, which gives it the pixels exactly.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import openai
 from openai.types.chat import ChatCompletionMessageParam
@@ -39,7 +45,8 @@ class OpenAIBackend(VLMBackend):
     """Chat completions against `base_url` (e.g. `http://127.0.0.1:8000/v1`).
 
     `model` is the served model name or a LoRA adapter name registered with the
-    server; when omitted, the server's first listed model is used.
+    server; when omitted, the server's first listed model is used. `jpeg_quality`: send
+    images as JPEG at that quality (0-100) instead of PNG.
     """
 
     name = "openai"
@@ -52,15 +59,15 @@ class OpenAIBackend(VLMBackend):
         timeout: float = 120.0,
         max_retries: int = 3,
         concurrency: int = 8,
-        image_format: Literal["png", "jpeg"] = "png",
+        jpeg_quality: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-        if image_format not in ("png", "jpeg"):
-            raise ValueError(f"image_format must be 'png' or 'jpeg', got {image_format!r}")
+        if jpeg_quality is not None and not 0 <= jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be 0 to 100 (None: PNG), got {jpeg_quality}")
         self.base_url = base_url
         self.concurrency = concurrency
-        self.image_format = image_format
+        self.jpeg_quality = jpeg_quality
         self.timeout = timeout
         self.client = openai_client(base_url, api_key, timeout, max_retries)
         self._model = model
@@ -84,7 +91,7 @@ class OpenAIBackend(VLMBackend):
 
     def _wire_messages(self, images: Sequence[ImageLike], prompt: PromptOrMessages) -> list[Message]:
         """OpenAI messages with each `{"type": "image"}` part replaced by its data URL, in order."""
-        urls = iter([image_data_url(image, self.image_format) for image in images])
+        urls = iter([image_data_url(image, self.jpeg_quality) for image in images])
         wire = []
         for message in to_messages(images, prompt):
             content = message["content"]

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from faceqa.crops import JPEG_QUALITY
+
 RECIPE = "faceqa_recipe.json"
 PROMPT_STYLES = ("chat", "paligemma")
 PromptStyle = Literal["chat", "paligemma"]
@@ -167,3 +169,12 @@ def crop_of(recipe: Recipe | None) -> dict[str, Any]:
         return {}
     trained = {"margin": recipe.crop_margin, "crop_size": recipe.image_size}
     return {name: value for name, value in trained.items() if value is not None}
+
+
+def jpeg_quality_of(recipe: Recipe | None) -> int | None:
+    """The JPEG quality to send an adapter's images at: its build's (the builder's default when it recorded none).
+
+    None without a recipe (a base or hosted model): no training encoding to match, so images go as PNG."""
+    if recipe is None:
+        return None
+    return recipe.jpeg_quality if recipe.jpeg_quality is not None else JPEG_QUALITY
