@@ -226,22 +226,20 @@ def check_answer(answer, plan, case: dict, reports: list[ImageReport], race_said
                 assert f"looks {display('emotion', face.emotion.label)} (confidence {face.emotion.score:.0%})" in text
             if "race" in plan.attributes and face.race is None:
                 assert ("VLM" in text) == ("race" in plan.named and not race_said), "race caveat: once, when asked"
+            inside = True
             if plan.ages:  # "is person 2 over 40?": Yes or No; "older or younger than 40?": which side
                 low, high = plan.ages
                 inside = low <= face.age.years <= high
                 if plan.choice:
                     assert f"so {f'{low:.0f} or older' if inside else f'under {low:.0f}'}." in text, text
-                elif len(plan.targets) == 1:
-                    assert text.startswith("Yes:" if inside else "No:"), text
             if plan.choice:  # "is she happy or sad?": the label that applies, or neither of them; no Yes/No
                 for attribute, labels in plan.asked.items():
                     said = display(attribute, getattr(face, attribute).label)
                     fits = getattr(face, attribute).label in labels
                     assert re.search(rf"{said} \(confidence [^)]*\)(; [^,.]*)?, {'not' if fits else 'neither'} ", text)
-            elif len(plan.targets) == 1:
-                for attribute, labels in plan.asked.items():
-                    verdict = "Yes:" if getattr(face, attribute).label in labels else "No:"
-                    assert text.startswith(verdict)
+            elif len(plan.targets) == 1 and (plan.asked or plan.ages):  # one verdict: Yes when every condition holds
+                holds = inside and all(getattr(face, a).label in labels for a, labels in plan.asked.items())
+                assert text.split()[0] == ("Yes:" if holds else "No:") and text.split()[1] not in ("Yes:", "No:"), text
         if plan.choice:
             assert not text.startswith(("Yes", "No")), text
         elif (plan.asked or plan.ages) and len(plan.targets) > 1:  # one verdict for all of them first, with the count

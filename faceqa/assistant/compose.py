@@ -334,8 +334,9 @@ class Composer:
                 else:
                     verdicts.append("Yes:" if inside else "No:")
                     phrases[i] += "" if inside else f", not {age_range(plan.ages)}"
-            if verdicts and len(refs) == 1:
-                subject = f"{' '.join(verdicts)} {subject[0].lower()}{subject[1:]}"
+            if verdicts and len(refs) == 1:  # "is he happy and over 40?": one verdict, Yes only if both hold
+                verdict = "No:" if "No:" in verdicts else "Yes:"
+                subject = f"{verdict} {subject[0].lower()}{subject[1:]}"
                 phrases[-1] += "".join(
                     f", not {either(a, want)}"
                     for a, want in plan.asked.items()

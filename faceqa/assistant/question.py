@@ -198,13 +198,16 @@ def read(text: str, face_ids: Collection[int] = ()) -> Question:
     yes_no = bool(_YES_NO.match(text)) and not _SIDES_OFFERED.search(text)
     # "is person 2 / the woman on the left over 40?" asks her age; "is person 1 older than 3?" compares two faces
     named = (referent.selector or referent.pronoun) and not (referent.superlative and "than" in cues)
-    # "is everyone / are the women over 40?": an age said last of a group asks the group's age; "are people over
-    # 40 happy?", "are there women over 40?" and "is anyone over 40?" still find the faces over 40
+    # "is everyone / are the women over 40?": an age said last of a group asks the group's age, as does one joined
+    # to another condition ("are the men over 40 and happy?"); "are people over 40 happy?", "are there women over
+    # 40?" and "is anyone over 40?" still find the faces over 40
     group = referent.everyone or referent.plural or referent.gender
-    last = text.rstrip(" ?.!").endswith(referent.age_words) and referent.age_words not in V.ages
+    after = text.partition(referent.age_words)[2].strip(" ?.!") if referent.age_words else ""
+    last = referent.age_words not in V.ages and (not after or (after.startswith("and ") and parse(after).empty))
     named = named or (group and last and not cues & {"count", "who"})
-    if yes_no and referent.ages and named:
-        ages, referent.ages, referent.age_words = referent.ages, None, ""  # asked about person 2, not a filter
+    if yes_no and referent.ages and named:  # asked about person 2, not a filter: no referring words either
+        blanked = blanked.replace(referent.age_words, " " * len(referent.age_words), 1)  # "happy and over 40"
+        ages, referent.ages, referent.age_words = referent.ages, None, ""
     if ages and "age" not in attributes:
         attributes.append("age")
     if m := rest.find(_EMOTION_ASKED):

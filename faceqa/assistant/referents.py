@@ -117,7 +117,8 @@ _GENDER_NOUNS = [w for w in V.gender if w not in V.pronouns]
 _AGE_WORDS = [w for w in V.ages if w not in V.gender]  # "grandma" is read as a gender word, then its age
 
 RX = {
-    "image": Gated(rf"\b(?:in|from|of|on|for) (?:the )?({_ORD}) {_IMAGE}\b", _IMAGE_WORDS),
+    # "in the second photo"; "the second photo, on the left" names it too
+    "image": Gated(rf"\b(?:(?:in|from|of|on|for) (?:the )?|the )?({_ORD}) {_IMAGE}\b", _IMAGE_WORDS),
     "image_n": Gated(rf"\b(?:(?:in|from|of|on|for) )?{_IMAGE} (?:#|number |no )?({_NUM})\b", _IMAGE_WORDS),
     "all_images": Gated(
         rf"\b(?:in|across|from|of) (?:both|all|each|every)(?: of)?(?: the| these)? {_IMAGE}\b", _IMAGE_WORDS
@@ -212,8 +213,9 @@ RX = {
     "everyone": Gated(
         r"\b(everyone|everybody|every (?:person|face|one)|each (?:person|face|one|individual)|each of them"
         r"|all (?:of )?(?:them|these|those|the (?:people|persons|faces|men|women|individuals)|people|faces|persons)"
-        r"|all \d+|both(?: of them)?|the (?:two|2))\b",
-        tokens("everyone everybody every each all both two 2"),
+        r"|all \d+|both(?: of them)?|the (?:two|2)|either(?: one| of them| of (?:the|these|those) (?:two|2))?"
+        r"|whichever(?: one)?)\b",
+        tokens("everyone everybody every each all both two 2 either whichever"),
     ),
     "plural": Gated(
         r"\b(people|persons|faces|men|women|guys|ladies|children|kids|individuals|ones|these|those)\b",
@@ -230,6 +232,8 @@ RX = {
 _INDEX_MORE = re.compile(rf"^\s*+(?:(?:,|and|&|or|vs|versus|with)\s*+)?(?:(?:person|face|number)\s*+)?#?\s*+({_NUM})\b")
 # "how old are both?", "and the two?": the two faces just talked about, as "of them" says ("both men" need not be).
 _BOTH = re.compile(rf"(?:both|the (?:two|2))(?! (?:of )?(?:the )?{PERSON}\b)")
+# "either", "whichever": any of the faces just talked about will do, so each of them is answered.
+_EITHER = re.compile(r"either|whichever")
 _DECADES = {
     "teens": 10, "twenties": 20, "thirties": 30, "forties": 40, "fifties": 50, "sixties": 60, "seventies": 70,
     "eighties": 80, "nineties": 90,
@@ -328,6 +332,8 @@ def parse(text: str) -> Referent:
         ref.words.append(m.group())
         if _BOTH.match(text, m.start()):
             ref.both = ref.among = True
+        elif _EITHER.match(text, m.start()):
+            ref.among = True
         if pronoun := RX["pronoun"].rx.search(m.group()):
             ref.pronoun = V.pronouns[pronoun.group(1)]
     ref.plural |= ref.everyone or ref.pronoun == "they" or bool(t.take(RX["plural"])) or len(ref.indexes) > 1

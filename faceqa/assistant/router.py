@@ -169,9 +169,11 @@ def _route_one(text: str, chat: Chat) -> Plan:
 def _after_question(q: Question, chat: Chat) -> Chat:
     """The last answer asked which of several faces was meant. A pronoun that fits them still means one of them
     ("what is her emotion?" after "which woman?" asks again, or takes the one it fits); a bare answer by position
-    or rank ("the one on the right", "the older one") picks among them. Anything else reads as usual."""
+    or rank ("the one on the right", "the older one") picks among them; "either" (any of them will do) answers for
+    each of them, as "both" does; "the others" are the faces it did not offer. Anything else reads as usual."""
     ref = q.referent
-    if ref.among:  # "which one is older?": one of them
+    # "which one is older?": one of them; "either": each of them; "and the others?": everyone it did not ask about
+    if ref.among or (ref.others and not (ref.selector or ref.filters)):
         return replace(chat, focus=list(chat.pending))
     if ref.pronoun and not (ref.selector or ref.filters or ref.others or ref.everyone):
         gender = {"he": "Male", "she": "Female"}.get(ref.pronoun)
