@@ -137,6 +137,12 @@ def _route_one(text: str, chat: Chat) -> Plan:
         if q.referent.both and len(chat.pending) != 2:  # "both", answering "which two of these four?"
             why = f"you said both, but I asked about {len(chat.pending)} faces; say which two"
             fixed = Grounding.fail("ambiguous", list(chat.pending), why)
+        elif chat.last_intent == "compare" and _reply(q) and q.referent.everyone and q.referent.among:
+            # "both" or "either", answering "is she older than person 3?" -> "which woman?": the comparison is asked
+            # again, and still stands for the reply after it
+            why = "a comparison needs the faces named one by one; say which (e.g. 'the one on the left' or 'person 2')"
+            return Plan(intent="compare", status="ambiguous", candidates=tuple(chat.pending), why=why, question=text,
+                        asks=chat.last_question, referent=" ".join(q.referent.words))  # fmt: skip
     elif chat.last_intent in ("attribute", "reasoning"):  # "is he smiling?" -> "and her?": her Yes or No
         q = _still_asked(q, chat, ids)
     intent = _intent(q, chat)
