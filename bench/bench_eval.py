@@ -106,10 +106,13 @@ def resume_run(dataset: Path, out: Path, server: StandInProcess, n: int, stop_af
                "--endpoint", server.base_url, "--model", "standin", "--no-progress", "--no-plots"]
     cache = out / "predictions.jsonl"
     before = server.hits
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # A shell's background job ignores SIGINT and its children inherit that: the run must be interruptible.
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and (not cache.exists() or len(cache.read_bytes().splitlines()) < stop_after):
         time.sleep(0.01)
+    at_signal = len(cache.read_bytes().splitlines()) if cache.exists() else 0
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     saved = len(cache.read_bytes().splitlines())
@@ -121,7 +124,7 @@ def resume_run(dataset: Path, out: Path, server: StandInProcess, n: int, stop_af
     per_key.subtract(before)
     report = json.loads((out / "report.json").read_text())
     return {
-        "interrupted_exit_code": process.returncode, "saved_before_interrupt": saved,
+        "interrupted_exit_code": process.returncode, "lines_at_signal": at_signal, "saved_before_interrupt": saved,
         "requests_before_interrupt": first, "requests_after_resume": server.requests - sum(before.values()) - first,
         "total_requests": sum(per_key.values()), "items": n,
         "repeated_calls": sum(c - 1 for c in per_key.values() if c > 1),
@@ -168,12 +171,15 @@ def main() -> None:
         "ideal_speedup": 16, "resume": resume,
     }
     print(json.dumps(results, indent=2))
+    interrupted = resume["interrupted_exit_code"] == 130 and resume["saved_before_interrupt"] < args.items
     ok = results["speedup_16_vs_1"] >= 10 and resume["repeated_calls"] == 0 and resume["total_requests"] == args.items
+    ok = ok and interrupted  # else nothing was resumed: the first run finished before the signal
     ok = ok and results["ray_vs_threads_16"] >= 0.95 and on_ray["server_requests"] == args.items
     print(f"CPU ms per call: threads {fast['cpu_ms_per_call']}, Ray {on_ray['cpu_ms_per_call']}")
     print(f"Ray (2 actors x 8) vs 16 threads: {results['ray_vs_threads_16']}x (target >= 0.95); "
           f"speed-up {results['speedup_16_vs_1']}x (target >= 10x); resumed run repeated "
-          f"{resume['repeated_calls']} calls ({resume['total_requests']} requests for {args.items} items): "
+          f"{resume['repeated_calls']} calls ({resume['total_requests']} requests for {args.items} items; interrupted "
+          f"after {resume['saved_before_interrupt']}, exit {resume['interrupted_exit_code']}): "
           f"{'PASS' if ok else 'FAIL'}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -127,7 +127,8 @@ def test_interrupted_run_resumes_without_repeating_calls(tmp_path):
                    "--format", "fairface", "--out", str(tmp_path / "run"), "--tasks", ",".join(TASKS),
                    "--min-group-size", "3", "--bootstrap", "200", "--no-progress", "--concurrency", "2", *args]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"},  # SIGINT as in a terminal, also
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # under nohup
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (not cache.exists() or len(cache.read_bytes().splitlines()) < 20):
             time.sleep(0.01)
