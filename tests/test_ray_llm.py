@@ -97,6 +97,25 @@ def _standin_engine(settings: BatchSettings):
     return lambda requests: requests.map(preprocess).map(engine).map(postprocess)
 
 
+def test_settings_for_an_adapter_show_it_what_its_recipe_records_as_eval_run_does(tmp_path):
+    from faceqa.vlm.recipe import Recipe
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    recipe = Recipe("/models/base", "paligemma", "paligemma", "image", 96, 0.3, crop_mode="detect", jpeg_quality=60)
+    recipe.save(adapter)
+    settings = BatchSettings.for_adapter("/models/base", "faces", str(adapter), replicas=4)
+    assert (settings.style, settings.crop, settings.jpeg_quality, settings.replicas) == (
+        "paligemma", CropConfig(mode="detect", margin=0.3, size=96), 60, 4)
+    assert BatchSettings.for_adapter("/models/base", "faces", str(adapter), crop="trust").crop == CropConfig(
+        mode="trust", margin=0.3, size=96)
+    assert BatchSettings.for_adapter("/models/base", "faces", str(adapter), crop="as-is").crop is None
+    plain = BatchSettings.for_adapter("/models/base", "faces", str(tmp_path / "no-recipe"))
+    assert (plain.style, plain.crop, plain.jpeg_quality) == ("chat", None, None)  # as eval run without a recipe
+    with pytest.raises(ValueError, match="--crop must be"):
+        BatchSettings.for_adapter("/models/base", "faces", str(adapter), crop="squash")
+
+
 def test_one_unusable_image_or_failed_row_costs_its_row_not_the_batch(ray_local, examples, tmp_path):
     settings = BatchSettings(model="/models/paligemma-faces", name="faces", style="paligemma", lora="/models/adapter",
                              crop=CropConfig(mode="detect"), croppers=1)

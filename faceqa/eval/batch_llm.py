@@ -21,6 +21,10 @@ fails (`should_continue_on_error`; Ray hands such rows back past the postprocess
 the request with its image) is cached as the runner caches an input's own error
 (`error_kind: failed`, asked again with `retry_failed`), without the request.
 
+`BatchSettings.for_adapter` reads a LoRA adapter's recipe as `faceqa eval run` does: the
+prompt style, the face crop its build made and the build's JPEG quality, so a batch run
+is shown the very bytes a training row holds.
+
 On the GPU machines: `pip install 'ray[llm]==2.60.0'` (it brings its own vLLM). The
 model folder (and LoRA adapter) must be readable on every node. Not run here (no GPU):
 the tests build and validate the processor, and run the Ray Data path around it with a
@@ -39,10 +43,20 @@ from faceqa.cluster import RaySettings, connect
 from faceqa.datasets.readers import FaceRecord
 from faceqa.eval.cache import PredictionCache
 from faceqa.eval.openai_predictor import cache_name, with_image
-from faceqa.eval.predictor import ModelImage, Prediction, Predictor, UnusableInput, answered, prompts
+from faceqa.eval.predictor import (
+    AUTO,
+    ModelImage,
+    Prediction,
+    Predictor,
+    UnusableInput,
+    answered,
+    prompts,
+    trained_crop,
+)
 from faceqa.eval.runner import MAX_EXAMPLES, RunStats, to_ask
 from faceqa.finetune.crop import CropConfig
 from faceqa.vlm.endpoint import file_data_url
+from faceqa.vlm.recipe import recipe_of, resolve_style
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +81,14 @@ class BatchSettings:
     @property
     def cache_name(self) -> str:
         return cache_name(self.name, self.style, ModelImage(self.crop, self.jpeg_quality))
+
+    @classmethod
+    def for_adapter(cls, model: str, name: str, lora: str, crop: str = AUTO, **fields: Any) -> BatchSettings:
+        """Settings that run LoRA `lora` on `model` as `faceqa eval run` would: its recipe's prompt style, the face
+        crop its build made (`crop`, as `--crop`) and the build's JPEG quality; `fields` are any other settings."""
+        recipe, architecture = recipe_of(lora)
+        return cls(model=model, name=name, lora=lora, style=resolve_style(AUTO, recipe, architecture),
+                   crop=trained_crop(crop, recipe), jpeg_quality=recipe.jpeg_quality if recipe else None, **fields)
 
 
 class NotAnswered(RuntimeError):

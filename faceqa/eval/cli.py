@@ -16,12 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 from faceqa.datasets.readers import FORMATS, SPLIT_NAMES, FaceRecord, LabelAudit, read_dataset
-from faceqa.eval.predictor import ModelImage, Predictor
-from faceqa.finetune.crop import CROP_MODES, CropConfig
+from faceqa.eval.predictor import AS_IS, AUTO, ModelImage, Predictor, trained_crop
+from faceqa.finetune.crop import CropConfig
 from faceqa.prompts.taxonomy import ATTRIBUTES
 from faceqa.vlm.recipe import Recipe
-
-AS_IS = "as-is"  # --crop: the dataset's images, unchanged
 
 app = typer.Typer(help="Measure a model's accuracy, overall and per group, and write its model card.",
                   no_args_is_help=True)
@@ -105,21 +103,13 @@ def _predictor(engine: bool, endpoint: str | None, model: str | None, api_key: s
 def _eval_crop(crop: str, recipe: Recipe | None, engine: bool) -> CropConfig | None:
     """What a VLM is shown: `--crop auto` is the build's crop the adapter's recipe records, else the images as-is."""
     if engine:
-        if crop not in ("auto", AS_IS):
+        if crop not in (AUTO, AS_IS):
             raise typer.BadParameter("--crop is for VLMs: the embedded engine finds and cuts faces itself")
         return None
-    if crop == "auto":
-        if recipe is None or recipe.crop_mode is None:
-            return None
-        crop = recipe.crop_mode
-    if crop == AS_IS:
-        return None
-    if crop not in CROP_MODES:
-        raise typer.BadParameter(f"--crop must be auto, {AS_IS} or one of {', '.join(CROP_MODES)}, got {crop!r}")
-    defaults = CropConfig()
-    margin = recipe.crop_margin if recipe and recipe.crop_margin is not None else defaults.margin
-    size = recipe.image_size if recipe and recipe.image_size is not None else defaults.size
-    return CropConfig(mode=crop, margin=margin, size=size)
+    try:
+        return trained_crop(crop, recipe)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
 
 
 def _model_recipe(engine: bool, endpoint: str | None, model: str | None, api_key: str, transformers: Path | None,

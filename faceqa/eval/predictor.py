@@ -21,6 +21,7 @@ from faceqa.prompts.taxonomy import ATTRIBUTES
 
 if TYPE_CHECKING:
     from faceqa.finetune.crop import CropConfig
+    from faceqa.vlm.recipe import Recipe
 
 IMAGE = {"type": "image"}  # where the image goes in a prompt; each adapter sends it its own way
 
@@ -37,6 +38,30 @@ def prompts(style: str = "chat") -> dict[str, list[dict[str, Any]]]:
         task: [*system, {"role": "user", "content": [IMAGE, {"type": "text", "text": templates.question(task, style)}]}]
         for task in ATTRIBUTES
     }
+
+
+AUTO, AS_IS = "auto", "as-is"  # `--crop`: the build's crop the recipe records; the dataset's images, unchanged
+
+
+def trained_crop(crop: str, recipe: Recipe | None) -> CropConfig | None:
+    """The face crop a VLM is shown for `--crop` (None: the images as they are).
+
+    "auto" is the build's crop the adapter's recipe records (as-is without one); "detect" or
+    "trust" that crop mode with the recipe's margin and size (the builder's defaults without)."""
+    from faceqa.finetune.crop import CROP_MODES, CropConfig
+
+    if crop == AUTO:
+        if recipe is None or recipe.crop_mode is None:
+            return None
+        crop = recipe.crop_mode
+    if crop == AS_IS:
+        return None
+    if crop not in CROP_MODES:
+        raise ValueError(f"--crop must be {AUTO}, {AS_IS} or one of {', '.join(CROP_MODES)}, got {crop!r}")
+    defaults = CropConfig()
+    margin = recipe.crop_margin if recipe and recipe.crop_margin is not None else defaults.margin
+    size = recipe.image_size if recipe and recipe.image_size is not None else defaults.size
+    return CropConfig(mode=crop, margin=margin, size=size)
 
 
 class UnusableInput(ValueError):
