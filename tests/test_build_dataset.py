@@ -166,6 +166,7 @@ def test_the_summary_gives_the_answer_lengths_of_the_shards_also_when_an_older_b
             lengths.setdefault(split, {}).setdefault(row["task"], []).append(len(row["suffix"]))
     expected = {split: {task: describe(v) for task, v in sorted(tasks.items())} for split, tasks in lengths.items()}
     assert summary["target_chars"] == expected
+    assert summary["tasks"] == {split: {task: len(v) for task, v in tasks.items()} for split, tasks in lengths.items()}
     assert {"count", "age_group"} <= set(expected["train"])  # collages and single faces
 
     older = tmp_path / "older"  # its manifest lines have no lengths: they are read from the shards

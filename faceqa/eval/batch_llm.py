@@ -8,9 +8,8 @@
 The cache lines are those an endpoint run writes, under the same model name, so
 `evaluate(items, BatchAnswers(settings), OUT, config)` scores them and writes the
 report and model card of any other run, asking nothing; and a rerun skips what is
-cached. Lines are
-written as rows come back; rows still inside the engine when the driver stops are
-asked again (batch-granular resumption, unlike the call-granular runner).
+cached. Lines are written as rows come back; rows still inside the engine when the
+driver stops are asked again (batch-granular resumption, unlike the call-granular runner).
 
 One bad image never sinks a batch. A map that raises fails the whole Ray Data job, so
 the request step (`Request`, a flat_map on `croppers` actors, each loading the face

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from faceqa.crops import JPEG_QUALITY
 from faceqa.datasets.readers import FaceRecord
 from faceqa.prompts.taxonomy import ATTRIBUTES
 
@@ -100,9 +101,7 @@ class ModelImage:
     @property
     def jpeg_quality(self) -> int:
         """The quality crops are encoded at: the build's, else the builder's default."""
-        from faceqa.finetune.worker import FaceJobConfig
-
-        return self.recorded_quality if self.recorded_quality is not None else FaceJobConfig().jpeg_quality
+        return self.recorded_quality if self.recorded_quality is not None else JPEG_QUALITY
 
     @cached_property
     def _cropper(self):

@@ -3,9 +3,10 @@
 The driver decides (which faces are kept, who is in which collage, what goes in which
 shard) and sends a `Plan`; a `FaceStage` (worker.py), in this process or on a Ray
 actor, does the work: slices the kept faces' rows out of their batches' tables, composes
-and encodes the collages, and (store.write_shard) writes each split's shard as Parquet. A plan refers to
-the batches' tables and crops by position in a list of objects passed beside it, so on
-Ray they go from actor to actor through the object store and never through the driver.
+and encodes the collages into each split's table, which `store.write_shard` writes as
+Parquet. A plan refers to the batches' tables and crops by position in a list of objects
+passed beside it, so on Ray they go from actor to actor through the object store and
+never through the driver.
 """
 
 from __future__ import annotations

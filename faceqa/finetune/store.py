@@ -11,9 +11,9 @@ A shard's files are written where its rows are made (`write_shard`, by the build
 stage: in this process or on a Ray actor), each to a temporary name, fsynced and renamed
 into place (atomic); the driver then commits them, in order, by appending one manifest
 line (fsynced). A crash before the line leaves shards no line names: the next run
-deletes them and redoes their keys. A crash
-mid-line leaves a line that does not parse: it is cut off the same way. So every
-source row is in exactly one committed shard, or in none and done again.
+deletes them and redoes their keys. A crash mid-line leaves a line that does not parse:
+it is cut off the same way. So every source row is in exactly one committed shard, or in
+none and done again.
 
 Each line also records its files' sizes; loading checks every committed file against
 them and against its Parquet footer's row count. A shard deleted, truncated or
@@ -129,9 +129,11 @@ def write_shard(out: Path, number: int, tables: dict[str, Any]) -> Written:
         if table.num_rows:
             name, data = shard_name(split, number), encode_shard(table)
             write_atomic(out / name, data)
+            lengths = answer_lengths(split, table)
             written.sizes[name], written.rows[split] = len(data), table.num_rows
-            written.tasks.update(f"{split}|{task}" for task in table.column("task").to_pylist())
-            written.lengths.update(answer_lengths(split, table))
+            written.lengths.update(lengths)
+            for key, rows in lengths.items():  # "split|task" -> rows, from the same pass over the table
+                written.tasks[key.rsplit("|", 1)[0]] += rows
     return written
 
 
